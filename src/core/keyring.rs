@@ -1,0 +1,202 @@
+//! The keyring: data-key terms, stored encrypted under the root key.
+//!
+//! New writes use the active (newest) term; every term stays available to decrypt. Subkeys per
+//! purpose and location come from HKDF (see `crypto::derive`). HMAC keys (token store, audit)
+//! come from term 1 so they stay stable when terms are added.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::clock::rfc3339;
+use super::crypto::{self, label, Algorithm, CryptoError, Key, Location};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+struct Term {
+    key: Key,
+    installed_at: DateTime<Utc>,
+}
+
+/// Immutable once built: rotation builds a new keyring and swaps it in.
+pub struct Keyring {
+    terms: BTreeMap<u32, Term>,
+    active: u32,
+    alg: Algorithm,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("active", &self.active)
+            .field("terms", &self.terms.len())
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredTerm {
+    term: u32,
+    key: String,
+    installed_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredKeyring {
+    active: u32,
+    terms: Vec<StoredTerm>,
+}
+
+/// Where the keyring record lives, for its AAD.
+const KEYRING_LOC: Location<'static> = Location { kind: "keyring", mount: "sys", path: "keyring", version: 0 };
+
+impl Keyring {
+    pub fn new(now: DateTime<Utc>, alg: Algorithm) -> Self {
+        let mut terms = BTreeMap::new();
+        terms.insert(1, Term { key: Key::generate(), installed_at: now });
+        Keyring { terms, active: 1, alg }
+    }
+
+    pub fn active_term(&self) -> u32 {
+        self.active
+    }
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+    pub fn installed_at(&self) -> String {
+        self.terms.get(&self.active).map(|t| rfc3339(t.installed_at)).unwrap_or_default()
+    }
+    pub fn term_count(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// A new keyring with one more term, active from now on.
+    pub fn rotated(&self, now: DateTime<Utc>) -> Keyring {
+        let mut terms = BTreeMap::new();
+        for (n, t) in &self.terms {
+            terms.insert(*n, Term { key: t.key.clone(), installed_at: t.installed_at });
+        }
+        let next = self.active + 1;
+        terms.insert(next, Term { key: Key::generate(), installed_at: now });
+        Keyring { terms, active: next, alg: self.alg }
+    }
+
+    /// The same terms, writing new envelopes with `alg`.
+    pub fn with_algorithm(&self, alg: Algorithm) -> Keyring {
+        let mut terms = BTreeMap::new();
+        for (n, t) in &self.terms {
+            terms.insert(*n, Term { key: t.key.clone(), installed_at: t.installed_at });
+        }
+        Keyring { terms, active: self.active, alg }
+    }
+
+    /// Encrypts a value for `loc` under the active term's subkey for `purpose`.
+    pub fn seal(&self, purpose: &str, loc: &Location<'_>, plaintext: &[u8]) -> Vec<u8> {
+        // invariant: `active` is always a key of `terms` (set together in every constructor)
+        let term = &self.terms[&self.active];
+        let sub = crypto::derive(&term.key, purpose, loc.mount, loc.path);
+        crypto::seal(self.alg, self.active, &sub, loc, plaintext)
+    }
+
+    /// Decrypts a value written by `seal` with any term of this keyring.
+    pub fn open(&self, purpose: &str, loc: &Location<'_>, envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let n = crypto::envelope_term(envelope)?;
+        let term = self.terms.get(&n).ok_or(CryptoError::UnknownTerm(n))?;
+        let sub = crypto::derive(&term.key, purpose, loc.mount, loc.path);
+        crypto::open(&sub, loc, envelope)
+    }
+
+    /// A stable key for `purpose` (HMAC, signing seeds): derived from term 1.
+    pub fn stable_subkey(&self, purpose: &str) -> Key {
+        let first = self.terms.values().next().expect("a keyring always has a term");
+        crypto::derive(&first.key, purpose, "", "")
+    }
+
+    /// Serializes and encrypts the keyring under the root key.
+    pub fn to_envelope(&self, root: &Key) -> Vec<u8> {
+        let stored = StoredKeyring {
+            active: self.active,
+            terms: self
+                .terms
+                .iter()
+                .map(|(n, t)| StoredTerm { term: *n, key: B64.encode(t.key.expose()), installed_at: t.installed_at })
+                .collect(),
+        };
+        let json = Zeroizing::new(serde_json::to_vec(&stored).expect("keyring serializes"));
+        for t in stored.terms {
+            drop(Zeroizing::new(t.key));
+        }
+        let sub = crypto::derive(root, label::KEYRING, "sys", "keyring");
+        crypto::seal(self.alg, 0, &sub, &KEYRING_LOC, &json)
+    }
+
+    /// Decrypts the keyring with the root key. A wrong root key is `CryptoError::Auth`.
+    pub fn from_envelope(root: &Key, envelope: &[u8], alg: Algorithm) -> Result<Keyring, CryptoError> {
+        let sub = crypto::derive(root, label::KEYRING, "sys", "keyring");
+        let json = crypto::open(&sub, &KEYRING_LOC, envelope)?;
+        let stored: StoredKeyring = serde_json::from_slice(&json).map_err(|_| CryptoError::Malformed)?;
+        let mut terms = BTreeMap::new();
+        for t in stored.terms {
+            let raw = Zeroizing::new(B64.decode(t.key.as_bytes()).map_err(|_| CryptoError::Malformed)?);
+            let key = Key::from_slice(&raw).ok_or(CryptoError::Malformed)?;
+            drop(Zeroizing::new(t.key));
+            terms.insert(t.term, Term { key, installed_at: t.installed_at });
+        }
+        if !terms.contains_key(&stored.active) {
+            return Err(CryptoError::Malformed);
+        }
+        Ok(Keyring { terms, active: stored.active, alg })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(v: u64) -> Location<'static> {
+        Location::new("kv-data", "secret", "db/prod", v)
+    }
+
+    #[test]
+    fn old_terms_decrypt_after_rotation_and_new_writes_use_new_term() {
+        let now = Utc::now();
+        let k1 = Keyring::new(now, Algorithm::XChaCha20Poly1305);
+        let old = k1.seal(label::KV, &loc(1), b"v1");
+        let k2 = k1.rotated(now);
+        assert_eq!(k2.active_term(), 2);
+        let new = k2.seal(label::KV, &loc(2), b"v2");
+        assert_eq!(crypto::envelope_term(&new).unwrap(), 2);
+        assert_eq!(&k2.open(label::KV, &loc(1), &old).unwrap()[..], b"v1");
+        assert_eq!(k1.open(label::KV, &loc(2), &new).unwrap_err(), CryptoError::UnknownTerm(2));
+        // HMAC keys are stable across rotation
+        assert_eq!(k1.stable_subkey(label::TOKEN_HMAC).expose(), k2.stable_subkey(label::TOKEN_HMAC).expose());
+    }
+
+    #[test]
+    fn switching_algorithm_keeps_old_values_readable() {
+        let now = Utc::now();
+        let x = Keyring::new(now, Algorithm::XChaCha20Poly1305);
+        let by_x = x.seal(label::KV, &loc(1), b"chacha");
+        let a = x.with_algorithm(Algorithm::Aes256Gcm);
+        let by_a = a.seal(label::KV, &loc(1), b"aes");
+        assert_eq!(&a.open(label::KV, &loc(1), &by_x).unwrap()[..], b"chacha");
+        assert_eq!(&x.open(label::KV, &loc(1), &by_a).unwrap()[..], b"aes");
+    }
+
+    #[test]
+    fn envelope_roundtrip_and_wrong_root() {
+        let root = Key::generate();
+        let k = Keyring::new(Utc::now(), Algorithm::XChaCha20Poly1305).rotated(Utc::now());
+        let env = k.to_envelope(&root);
+        let back = Keyring::from_envelope(&root, &env, Algorithm::XChaCha20Poly1305).unwrap();
+        assert_eq!(back.active_term(), 2);
+        let v = k.seal(label::KV, &loc(1), b"x");
+        assert_eq!(&back.open(label::KV, &loc(1), &v).unwrap()[..], b"x");
+        assert!(Keyring::from_envelope(&Key::generate(), &env, Algorithm::XChaCha20Poly1305).is_err());
+        assert!(!format!("{k:?}").contains(&hex::encode(&root.expose()[..4])));
+    }
+}

@@ -1,0 +1,11 @@
+//! The domain. Imports no actix, no sled, no cron.
+pub mod clock;
+pub mod crypto;
+pub mod error;
+pub mod keyring;
+pub mod kv;
+pub mod shamir;
+pub mod vault;
+
+pub use error::{Error, Result};
+pub use vault::{Principal, Vault};

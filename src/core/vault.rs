@@ -1,0 +1,367 @@
+//! The vault core: seal lifecycle, keyring, token authentication. KV lives in `kv.rs` as
+//! more methods on `Vault`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::clock::{rfc3339, Clock};
+use super::crypto::{self, label, Algorithm, Key, Location};
+use super::error::{Error, Result};
+use super::keyring::Keyring;
+use super::shamir;
+use crate::store::{Op, Store};
+
+const SEAL_CONFIG: &[u8] = b"sys/seal-config";
+const KEYRING: &[u8] = b"sys/keyring";
+const AUTO_UNSEAL: &[u8] = b"sys/auto-unseal";
+const TOKEN_PREFIX: &str = "tok/id/";
+const AUTO_UNSEAL_LOC: Location<'static> = Location { kind: "auto-unseal", mount: "sys", path: "root-key", version: 0 };
+
+/// Stored in clear: no secret in it, and it must be readable while sealed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealConfig {
+    pub secret_shares: u64,
+    pub secret_threshold: u64,
+    pub initialized_at: String,
+    pub cluster_name: String,
+    pub cluster_id: String,
+}
+
+enum State {
+    Uninitialized,
+    Sealed { shares: Vec<Zeroizing<Vec<u8>>>, nonce: String },
+    /// The root key stays in memory while unsealed (to re-encrypt the keyring on rotation)
+    /// and is zeroized on seal.
+    Unsealed { keyring: Arc<Keyring>, root: Key },
+}
+
+/// What `GET sys/seal-status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct SealStatus {
+    pub initialized: bool,
+    pub sealed: bool,
+    pub t: u64,
+    pub n: u64,
+    pub progress: u64,
+    pub nonce: String,
+    pub cluster_name: Option<String>,
+    pub cluster_id: Option<String>,
+}
+
+/// The result of `init`: shown once, never stored.
+pub struct InitOutput {
+    pub keys: Vec<Zeroizing<Vec<u8>>>,
+    pub root_token: Zeroizing<String>,
+}
+
+/// Who is calling, after token authentication.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Principal {
+    pub accessor: String,
+    pub policies: Vec<String>,
+    pub display_name: String,
+    pub created_at: i64,
+}
+
+impl Principal {
+    pub fn is_root(&self) -> bool {
+        self.policies.iter().any(|p| p == "root")
+    }
+}
+
+pub struct Vault {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    alg: RwLock<Algorithm>,
+    state: RwLock<State>,
+    auto_unseal: Option<Key>,
+    /// Token HMAC -> principal, filled on first use. Cleared on seal.
+    token_cache: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
+    /// Serializes read-modify-write of one KV key's metadata (striped by path hash).
+    pub(crate) kv_locks: Vec<Mutex<()>>,
+    rotate_lock: Mutex<()>,
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// 256-bit random token with the `arca.` prefix.
+pub fn generate_token() -> Zeroizing<String> {
+    let k = Key::generate();
+    Zeroizing::new(format!("arca.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.expose())))
+}
+
+fn generate_accessor() -> String {
+    let k = Key::generate();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&k.expose()[..18])
+}
+
+impl Vault {
+    /// Opens the vault on `store`. It starts uninitialized or sealed; call `auto_unseal` for
+    /// unattended starts.
+    pub fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, alg: Algorithm, auto_unseal: Option<Key>) -> Result<Vault> {
+        let initialized = store.get(SEAL_CONFIG)?.is_some();
+        let state = if initialized { State::Sealed { shares: Vec::new(), nonce: String::new() } } else { State::Uninitialized };
+        Ok(Vault {
+            store,
+            clock,
+            alg: RwLock::new(alg),
+            state: RwLock::new(state),
+            auto_unseal,
+            token_cache: RwLock::new(HashMap::new()),
+            kv_locks: (0..64).map(|_| Mutex::new(())).collect(),
+            rotate_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    fn seal_config(&self) -> Result<Option<SealConfig>> {
+        match self.store.get(SEAL_CONFIG)? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::Internal(format!("seal config: {e}"))),
+        }
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        !matches!(*self.state.read().unwrap_or_else(|p| p.into_inner()), State::Uninitialized)
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        !matches!(*self.state.read().unwrap_or_else(|p| p.into_inner()), State::Unsealed { .. })
+    }
+
+    /// The keyring, or `Sealed`.
+    pub fn keyring(&self) -> Result<Arc<Keyring>> {
+        match &*self.state.read().unwrap_or_else(|p| p.into_inner()) {
+            State::Unsealed { keyring, .. } => Ok(keyring.clone()),
+            State::Uninitialized => Err(Error::Sealed),
+            State::Sealed { .. } => Err(Error::Sealed),
+        }
+    }
+
+    pub fn seal_status(&self) -> Result<SealStatus> {
+        let cfg = self.seal_config()?;
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let (progress, nonce) = match &*st {
+            State::Sealed { shares, nonce } => (shares.len() as u64, nonce.clone()),
+            _ => (0, String::new()),
+        };
+        Ok(SealStatus {
+            initialized: cfg.is_some(),
+            sealed: !matches!(*st, State::Unsealed { .. }),
+            t: cfg.as_ref().map(|c| c.secret_threshold).unwrap_or(0),
+            n: cfg.as_ref().map(|c| c.secret_shares).unwrap_or(0),
+            progress,
+            nonce,
+            cluster_name: cfg.as_ref().map(|c| c.cluster_name.clone()),
+            cluster_id: cfg.as_ref().map(|c| c.cluster_id.clone()),
+        })
+    }
+
+    /// Initializes a new vault: root key split into shares, first keyring term, root token.
+    /// The vault stays sealed afterwards (as Vault does).
+    pub fn init(&self, shares: u64, threshold: u64, root_token: Option<&str>) -> Result<InitOutput> {
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if !matches!(*st, State::Uninitialized) || self.store.get(SEAL_CONFIG)?.is_some() {
+            return Err(Error::bad("Vault is already initialized"));
+        }
+        shamir::validate(shares, threshold).map_err(|e| Error::bad(e.to_string()))?;
+        let root = Key::generate();
+        let keys = shamir::split(&root, shares as usize, threshold as usize).map_err(|e| Error::Internal(e.to_string()))?;
+        let now = self.clock.now();
+        let alg = *self.alg.read().unwrap_or_else(|p| p.into_inner());
+        let keyring = Keyring::new(now, alg);
+        let token = match root_token {
+            Some(t) => Zeroizing::new(t.to_string()),
+            None => generate_token(),
+        };
+        let principal = Principal {
+            accessor: generate_accessor(),
+            policies: vec!["root".into()],
+            display_name: "root".into(),
+            created_at: now.timestamp(),
+        };
+        let cfg = SealConfig {
+            secret_shares: shares,
+            secret_threshold: threshold,
+            initialized_at: rfc3339(now),
+            cluster_name: format!("arca-cluster-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            cluster_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut ops = vec![Op::Put(KEYRING.to_vec(), keyring.to_envelope(&root)), self.token_put(&keyring, &token, &principal)?];
+        if let Some(kek) = &self.auto_unseal {
+            let sub = crypto::derive(kek, label::AUTO_UNSEAL, "sys", "root-key");
+            ops.push(Op::Put(AUTO_UNSEAL.to_vec(), crypto::seal(alg, 0, &sub, &AUTO_UNSEAL_LOC, root.expose())));
+        }
+        // The seal config goes in the same atomic batch: its presence means "initialized".
+        ops.push(Op::Put(SEAL_CONFIG.to_vec(), serde_json::to_vec(&cfg).map_err(|e| Error::Internal(e.to_string()))?));
+        self.store.batch(ops)?;
+        self.store.sync()?;
+        *st = State::Sealed { shares: Vec::new(), nonce: String::new() };
+        tracing::info!(shares, threshold, "vault initialized");
+        Ok(InitOutput { keys, root_token: token })
+    }
+
+    /// Submits one unseal share. Returns the new status. Wrong shares are detected only once
+    /// the threshold is reached, and then progress resets, without saying which share was bad.
+    pub fn unseal(&self, share: Zeroizing<Vec<u8>>) -> Result<SealStatus> {
+        let cfg = self.seal_config()?.ok_or(Error::NotInitialized)?;
+        {
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            match &mut *st {
+                State::Uninitialized => return Err(Error::NotInitialized),
+                State::Unsealed { .. } => {}
+                State::Sealed { shares, nonce } => {
+                    if share.len() != shamir::SHARE_LEN {
+                        return Err(Error::bad("'key' must be a valid unseal key share"));
+                    }
+                    if !shares.iter().any(|s| s[..] == share[..]) {
+                        shares.push(share);
+                    }
+                    if nonce.is_empty() {
+                        *nonce = uuid::Uuid::new_v4().to_string();
+                    }
+                    if (shares.len() as u64) >= cfg.secret_threshold {
+                        let taken = std::mem::take(shares);
+                        nonce.clear();
+                        let opened = shamir::combine(&taken)
+                            .ok()
+                            .and_then(|root| self.open_keyring(&root).ok().flatten().map(|kr| (kr, root)));
+                        match opened {
+                            Some((kr, root)) => {
+                                *st = State::Unsealed { keyring: Arc::new(kr), root };
+                                tracing::info!("vault unsealed");
+                            }
+                            None => {
+                                return Err(Error::bad("unable to retrieve stored keys: the unseal key shares do not reconstruct the root key; progress was reset"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.seal_status()
+    }
+
+    pub fn unseal_reset(&self) -> Result<SealStatus> {
+        if let State::Sealed { shares, nonce } = &mut *self.state.write().unwrap_or_else(|p| p.into_inner()) {
+            shares.clear();
+            nonce.clear();
+        }
+        self.seal_status()
+    }
+
+    fn open_keyring(&self, root: &Key) -> Result<Option<Keyring>> {
+        let env = self.store.get(KEYRING)?.ok_or_else(|| Error::Internal("keyring record missing".into()))?;
+        let alg = *self.alg.read().unwrap_or_else(|p| p.into_inner());
+        Ok(Keyring::from_envelope(root, &env, alg).ok())
+    }
+
+    /// Unseals with the configured auto-unseal key, if any. `Ok(false)` when none is configured.
+    pub fn auto_unseal(&self) -> Result<bool> {
+        let Some(kek) = &self.auto_unseal else { return Ok(false) };
+        let Some(env) = self.store.get(AUTO_UNSEAL)? else {
+            return Err(Error::bad("auto-unseal key is configured but this vault was initialized without it"));
+        };
+        let sub = crypto::derive(kek, label::AUTO_UNSEAL, "sys", "root-key");
+        let raw = crypto::open(&sub, &AUTO_UNSEAL_LOC, &env).map_err(|_| Error::bad("auto-unseal key does not match this vault"))?;
+        let root = Key::from_slice(&raw).ok_or_else(|| Error::Internal("auto-unseal record malformed".into()))?;
+        let kr = self.open_keyring(&root)?.ok_or_else(|| Error::Internal("keyring does not open with the auto-unseal root key".into()))?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::Unsealed { keyring: Arc::new(kr), root };
+        tracing::info!("vault unsealed with the auto-unseal key");
+        Ok(true)
+    }
+
+    /// Seals: drops the keyring (its keys zeroize when the last in-flight request lets go).
+    pub fn seal(&self) {
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if matches!(*st, State::Unsealed { .. }) {
+            *st = State::Sealed { shares: Vec::new(), nonce: String::new() };
+            tracing::info!("vault sealed");
+        }
+        self.token_cache.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Adds a keyring term (`sys/rotate`): new writes use it, old terms still decrypt.
+    pub fn rotate_keyring(&self) -> Result<(u32, String)> {
+        let _g = self.rotate_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (kr, root) = match &*self.state.read().unwrap_or_else(|p| p.into_inner()) {
+            State::Unsealed { keyring, root } => (keyring.clone(), root.clone()),
+            _ => return Err(Error::Sealed),
+        };
+        let next = kr.rotated(self.clock.now());
+        // Durable before it is used: a value written under term n+1 must never outlive the
+        // keyring record that knows term n+1.
+        self.store.put(KEYRING, &next.to_envelope(&root))?;
+        self.store.sync()?;
+        let out = (next.active_term(), next.installed_at());
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if let State::Unsealed { keyring, .. } = &mut *st {
+            *keyring = Arc::new(next);
+        }
+        tracing::info!(term = out.0, "keyring rotated");
+        Ok(out)
+    }
+
+    pub fn key_status(&self) -> Result<(u32, String, usize)> {
+        let kr = self.keyring()?;
+        Ok((kr.active_term(), kr.installed_at(), kr.term_count()))
+    }
+
+    // ---------------------------------------------------------------- tokens
+
+    fn token_hmac(kr: &Keyring, token: &str) -> [u8; 32] {
+        crypto::hmac_sha256(&kr.stable_subkey(label::TOKEN_HMAC), token.as_bytes())
+    }
+
+    fn token_put(&self, kr: &Keyring, token: &str, p: &Principal) -> Result<Op> {
+        let id = hex::encode(Self::token_hmac(kr, token));
+        let json = serde_json::to_vec(p).map_err(|e| Error::Internal(e.to_string()))?;
+        let env = kr.seal(label::TOKEN_STORE, &Location::new("token", "auth/token", &id, 0), &json);
+        Ok(Op::Put(format!("{TOKEN_PREFIX}{id}").into_bytes(), env))
+    }
+
+    /// Looks a token up. Unknown tokens are `BadToken`. Lookup is by HMAC, so the comparison
+    /// never touches the clear token.
+    pub fn authenticate(&self, token: &str) -> Result<Arc<Principal>> {
+        let kr = self.keyring()?;
+        let mac = Self::token_hmac(&kr, token);
+        if let Some(p) = self.token_cache.read().unwrap_or_else(|p| p.into_inner()).get(&mac) {
+            return Ok(p.clone());
+        }
+        let id = hex::encode(mac);
+        let env = self.store.get(format!("{TOKEN_PREFIX}{id}").as_bytes())?.ok_or(Error::BadToken)?;
+        let json = kr.open(label::TOKEN_STORE, &Location::new("token", "auth/token", &id, 0), &env)?;
+        let p: Principal = serde_json::from_slice(&json).map_err(|e| Error::Internal(format!("token record: {e}")))?;
+        let p = Arc::new(p);
+        self.token_cache.write().unwrap_or_else(|p| p.into_inner()).insert(mac, p.clone());
+        Ok(p)
+    }
+}
+
+/// Hex of a share, for the init output.
+pub fn share_hex(s: &[u8]) -> String {
+    hex::encode(s)
+}
+
+/// Base64 of a share, for the init output.
+pub fn share_b64(s: &[u8]) -> String {
+    b64(s)
+}
+
+/// Decodes a submitted share: hex or base64.
+pub fn decode_share(s: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let s = s.trim();
+    if let Ok(b) = hex::decode(s) {
+        return Some(Zeroizing::new(b));
+    }
+    base64::engine::general_purpose::STANDARD.decode(s).ok().map(Zeroizing::new)
+}
