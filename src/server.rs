@@ -1,6 +1,24 @@
-//! `arca server`: builds the store, the vault core and the HTTP server, and runs until a signal.
+//! `arca server`: builds the store, the vault core and the HTTP server, and runs until SIGTERM
+//! or SIGINT (graceful: in-flight requests finish, the store is flushed, keys are zeroized).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::core::clock::SystemClock;
+use crate::core::crypto::Key;
+use crate::core::vault::generate_token;
+use crate::core::Vault;
+use crate::http::{self, AppState};
+use crate::store::sled::SledStore;
+use crate::store::Store;
 
 /// Flags of `arca server`.
 #[derive(Debug, Clone, clap::Args)]
@@ -18,13 +36,299 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Fixed root token for dev mode.
-    #[arg(long, value_name = "TOKEN", env = "ARCA_DEV_ROOT_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ARCA_DEV_ROOT_TOKEN",
+        hide_env_values = true
+    )]
     pub dev_root_token: Option<String>,
     /// Log format: text (default) or json.
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
     pub log_format: Option<String>,
 }
 
-pub fn run(_args: ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+/// Dev mode keeps its auto-unseal key and root token in the data directory so that a restart
+/// with the same `--data-dir` comes back unsealed with the same token. Dev mode only.
+#[derive(Serialize, Deserialize)]
+struct DevState {
+    auto_unseal_key: String,
+    root_token: String,
+}
+
+const DEV_STATE_FILE: &str = "dev-mode.json";
+
+fn env_var(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let mut cfg = if args.dev {
+        Config::dev(&env_var).context("dev configuration")?
+    } else {
+        let path = args
+            .config
+            .as_ref()
+            .context("arca server needs --dev or --config FILE")?;
+        Config::load(path, &env_var)?
+    };
+    if let Some(l) = &args.listen {
+        cfg.listen = l.clone();
+    }
+    if let Some(f) = &args.log_format {
+        cfg.log_format = f.clone();
+    }
+    init_logging(&cfg);
+
+    // Dev mode without --data-dir: a fresh temporary directory, removed at exit.
+    let mut _tmp = None;
+    if let Some(d) = &args.data_dir {
+        cfg.data_dir = d.clone();
+    } else if args.dev {
+        let t = tempfile::Builder::new().prefix("arca-dev-").tempdir()?;
+        cfg.data_dir = t.path().to_path_buf();
+        _tmp = Some(t);
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+
+    let store: Arc<SledStore> = Arc::new(
+        SledStore::open(&cfg.data_dir.join("store"), cfg.cache_capacity_mb << 20)
+            .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
+    );
+    let alg = cfg.algorithm().context("encryption algorithm")?;
+
+    let dev_state = if args.dev {
+        Some(dev_state(&cfg.data_dir, &store, args.dev_root_token.as_deref())?)
+    } else {
+        None
+    };
+    let auto_key = match &dev_state {
+        Some(d) => Some(parse_key(&d.auto_unseal_key).context("dev auto-unseal key")?),
+        None => load_auto_unseal_key(&cfg)?,
+    };
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let vault = Arc::new(Vault::open(
+        dyn_store,
+        Arc::new(SystemClock),
+        alg,
+        auto_key.clone(),
+    )?);
+
+    if let Some(d) = &dev_state {
+        if !vault.is_initialized() {
+            vault.init(1, 1, Some(&d.root_token))?;
+        }
+        vault
+            .auto_unseal()
+            .context("dev mode unseal (was this data directory created in production mode?)")?;
+    } else if auto_key.is_some() && vault.is_initialized() {
+        vault.auto_unseal().context("auto-unseal")?;
+    }
+
+    let state = actix_web::web::Data::new(AppState {
+        vault: vault.clone(),
+        limits: cfg.limits.clone(),
+    });
+    let res = actix_web::rt::System::new().block_on(serve(&cfg, state, dev_state.as_ref()));
+
+    // Graceful end: keys dropped (zeroized), store flushed.
+    vault.seal();
+    store.sync().context("final flush")?;
+    tracing::info!("arca stopped");
+    res
+}
+
+async fn serve(
+    cfg: &Config,
+    state: actix_web::web::Data<AppState>,
+    dev: Option<&DevState>,
+) -> anyhow::Result<()> {
+    let limits = cfg.limits.clone();
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .configure(http::configure)
+    })
+    .client_request_timeout(Duration::from_millis(limits.head_timeout_ms))
+    .client_disconnect_timeout(Duration::from_secs(2))
+    .shutdown_timeout(limits.shutdown_timeout_s);
+    if cfg.workers > 0 {
+        server = server.workers(cfg.workers);
+    }
+    let scheme = if cfg.tls_disable { "http" } else { "https" };
+    let server = if cfg.tls_disable {
+        server
+            .bind(&cfg.listen)
+            .with_context(|| format!("binding {}", cfg.listen))?
+    } else {
+        let tls = tls_config(Path::new(&cfg.tls_cert_file), Path::new(&cfg.tls_key_file))?;
+        server
+            .bind_rustls_0_23(&cfg.listen, tls)
+            .with_context(|| format!("binding {}", cfg.listen))?
+    };
+    let addr: SocketAddr = *server.addrs().first().context("no listening address")?;
+    announce(scheme, addr, cfg, dev)?;
+    server.run().await.context("HTTP server")?;
+    Ok(())
+}
+
+fn announce(
+    scheme: &str,
+    addr: SocketAddr,
+    cfg: &Config,
+    dev: Option<&DevState>,
+) -> anyhow::Result<()> {
+    let url = format!("{scheme}://{addr}");
+    let mut out = std::io::stdout().lock();
+    match dev {
+        Some(d) => {
+            writeln!(
+                out,
+                "arca {} dev server listening on {url}",
+                env!("CARGO_PKG_VERSION")
+            )?;
+            writeln!(out, "WARNING: dev mode is for trying arca out: plain HTTP, and the unseal key and root token")?;
+            writeln!(
+                out,
+                "are kept in {} so a restart comes back unsealed.",
+                cfg.data_dir.join(DEV_STATE_FILE).display()
+            )?;
+            writeln!(out, "Data directory: {}", cfg.data_dir.display())?;
+            writeln!(out, "Root Token: {}", d.root_token)?;
+            writeln!(out)?;
+            writeln!(out, "export ARCA_ADDR='{url}'")?;
+            writeln!(out, "export ARCA_TOKEN='{}'", d.root_token)?;
+        }
+        None => {
+            writeln!(
+                out,
+                "arca {} server listening on {url}",
+                env!("CARGO_PKG_VERSION")
+            )?;
+            writeln!(out, "Data directory: {}", cfg.data_dir.display())?;
+            writeln!(out, "The vault starts sealed: `arca operator init` once, then `arca operator unseal` after every start.")?;
+            writeln!(out)?;
+            writeln!(out, "export ARCA_ADDR='{url}'")?;
+        }
+    }
+    out.flush()?;
+    tracing::info!(%addr, scheme, "listening");
+    Ok(())
+}
+
+fn dev_state(dir: &Path, store: &SledStore, wanted_token: Option<&str>) -> anyhow::Result<DevState> {
+    let path = dir.join(DEV_STATE_FILE);
+    if path.exists() {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        );
+        let st: DevState =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if wanted_token.is_some_and(|t| t != st.root_token) {
+            tracing::warn!("--dev-root-token differs from the root token of this data directory; keeping the existing one");
+        }
+        return Ok(st);
+    }
+    if store.get(b"sys/seal-config")?.is_some() {
+        // An existing production store: refuse rather than guess.
+        bail!("{} holds a vault initialized in production mode; dev mode will not open it", dir.display());
+    }
+    if let Some(t) = wanted_token {
+        if t.is_empty() || t.len() > 256 || t.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            bail!("--dev-root-token must be 1 to 256 printable characters without spaces");
+        }
+    }
+    let st = DevState {
+        auto_unseal_key: hex::encode(Key::generate().expose()),
+        root_token: wanted_token
+            .map(str::to_string)
+            .unwrap_or_else(|| generate_token().to_string()),
+    };
+    write_private(&path, serde_json::to_string(&st)?.as_bytes())?;
+    Ok(st)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn parse_key(s: &str) -> anyhow::Result<Key> {
+    let s = s.trim();
+    let raw = Zeroizing::new(match hex::decode(s) {
+        Ok(b) => b,
+        Err(_) => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .context("auto-unseal key must be 64 hex characters or base64 of 32 bytes")?
+        }
+    });
+    Key::from_slice(&raw).context("auto-unseal key must be exactly 32 bytes")
+}
+
+fn load_auto_unseal_key(cfg: &Config) -> anyhow::Result<Option<Key>> {
+    if let Ok(v) = std::env::var("ARCA_AUTO_UNSEAL_KEY") {
+        let v = Zeroizing::new(v);
+        if !v.is_empty() {
+            return parse_key(&v).map(Some);
+        }
+    }
+    if cfg.auto_unseal_key_file.is_empty() {
+        return Ok(None);
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(&cfg.auto_unseal_key_file)
+            .with_context(|| format!("reading {}", cfg.auto_unseal_key_file))?,
+    );
+    parse_key(&text).map(Some)
+}
+
+/// rustls with TLS 1.2 and 1.3 only (rustls implements nothing older).
+pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert)
+            .with_context(|| format!("opening tls_cert_file {}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .with_context(|| format!("parsing {}", cert.display()))?;
+    if certs.is_empty() {
+        bail!("no certificate in {}", cert.display());
+    }
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key)
+            .with_context(|| format!("opening tls_key_file {}", key.display()))?,
+    ))
+    .with_context(|| format!("parsing {}", key.display()))?
+    .with_context(|| format!("no private key in {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("certificate and key do not match")?;
+    Ok(cfg)
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if cfg.log_format == "json" {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
 }

@@ -104,7 +104,12 @@ pub struct Location<'a> {
 
 impl<'a> Location<'a> {
     pub fn new(kind: &'a str, mount: &'a str, path: &'a str, version: u64) -> Self {
-        Location { kind, mount, path, version }
+        Location {
+            kind,
+            mount,
+            path,
+            version,
+        }
     }
 }
 
@@ -139,7 +144,8 @@ fn aad(header: &[u8], loc: &Location<'_>) -> Vec<u8> {
 pub fn hkdf_sha256(salt: Option<&[u8]>, ikm: &[u8], info: &[u8], out: &mut [u8]) {
     let hk = Hkdf::<Sha256>::new(salt, ikm);
     // `expand` only fails when out.len() > 255 * 32; all callers ask for 32 bytes.
-    hk.expand(info, out).expect("HKDF output length within 255*HashLen");
+    hk.expand(info, out)
+        .expect("HKDF output length within 255*HashLen");
 }
 
 /// Per-purpose subkey: HKDF(term key, info = lp(label) | lp(mount) | lp(path)).
@@ -155,7 +161,8 @@ pub fn derive(key: &Key, label: &str, mount: &str, path: &str) -> Key {
 
 /// HMAC-SHA256 of `data` under `key`.
 pub fn hmac_sha256(key: &Key, data: &[u8]) -> [u8; 32] {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key.expose()).expect("HMAC takes any key length");
+    let mut m =
+        <Hmac<Sha256> as Mac>::new_from_slice(key.expose()).expect("HMAC takes any key length");
     m.update(data);
     m.finalize().into_bytes().into()
 }
@@ -171,10 +178,14 @@ pub fn seal(alg: Algorithm, term: u32, key: &Key, loc: &Location<'_>, plaintext:
     rand::rngs::OsRng.fill_bytes(&mut nonce[..nlen]);
     out.extend_from_slice(&nonce[..nlen]);
     let aad = aad(&out[..HEADER_LEN], loc);
-    let payload = Payload { msg: plaintext, aad: &aad };
+    let payload = Payload {
+        msg: plaintext,
+        aad: &aad,
+    };
     let ct = match alg {
-        Algorithm::XChaCha20Poly1305 => XChaCha20Poly1305::new(key.expose().into())
-            .encrypt(nonce[..24].into(), payload),
+        Algorithm::XChaCha20Poly1305 => {
+            XChaCha20Poly1305::new(key.expose().into()).encrypt(nonce[..24].into(), payload)
+        }
         Algorithm::Aes256Gcm => {
             Aes256Gcm::new(key.expose().into()).encrypt(nonce[..12].into(), payload)
         }
@@ -193,11 +204,20 @@ pub fn envelope_term(envelope: &[u8]) -> Result<u32, CryptoError> {
     if envelope[0] != FORMAT_VERSION {
         return Err(CryptoError::Unsupported);
     }
-    Ok(u32::from_be_bytes([envelope[2], envelope[3], envelope[4], envelope[5]]))
+    Ok(u32::from_be_bytes([
+        envelope[2],
+        envelope[3],
+        envelope[4],
+        envelope[5],
+    ]))
 }
 
 /// Decrypts an envelope with `key` (the subkey of the envelope's term) for `loc`.
-pub fn open(key: &Key, loc: &Location<'_>, envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn open(
+    key: &Key,
+    loc: &Location<'_>,
+    envelope: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     envelope_term(envelope)?;
     let alg = Algorithm::from_id(envelope[1]).ok_or(CryptoError::Unsupported)?;
     let nlen = alg.nonce_len();
@@ -206,7 +226,10 @@ pub fn open(key: &Key, loc: &Location<'_>, envelope: &[u8]) -> Result<Zeroizing<
     }
     let nonce = &envelope[HEADER_LEN..HEADER_LEN + nlen];
     let aad = aad(&envelope[..HEADER_LEN], loc);
-    let payload = Payload { msg: &envelope[HEADER_LEN + nlen..], aad: &aad };
+    let payload = Payload {
+        msg: &envelope[HEADER_LEN + nlen..],
+        aad: &aad,
+    };
     let pt = match alg {
         Algorithm::XChaCha20Poly1305 => {
             XChaCha20Poly1305::new(key.expose().into()).decrypt(nonce.into(), payload)
@@ -254,7 +277,10 @@ mod tests {
         let k = Key::generate();
         let a = derive(&k, label::KV, "secret", "a/b");
         assert_eq!(a.expose(), derive(&k, label::KV, "secret", "a/b").expose());
-        assert_ne!(a.expose(), derive(&k, label::TOKEN_HMAC, "secret", "a/b").expose());
+        assert_ne!(
+            a.expose(),
+            derive(&k, label::TOKEN_HMAC, "secret", "a/b").expose()
+        );
         assert_ne!(a.expose(), derive(&k, label::KV, "secret2", "a/b").expose());
         // length prefixes: ("ab","c") and ("a","bc") must differ
         assert_ne!(
@@ -277,7 +303,13 @@ mod tests {
     #[test]
     fn moved_ciphertext_fails() {
         let k = Key::generate();
-        let env = seal(Algorithm::XChaCha20Poly1305, 1, &k, &loc("db/prod", 3), b"x");
+        let env = seal(
+            Algorithm::XChaCha20Poly1305,
+            1,
+            &k,
+            &loc("db/prod", 3),
+            b"x",
+        );
         assert_eq!(open(&k, &loc("db/dev", 3), &env), Err(CryptoError::Auth));
         assert_eq!(open(&k, &loc("db/prod", 2), &env), Err(CryptoError::Auth));
         let other_kind = Location::new("kv-meta", "secret", "db/prod", 3);
@@ -295,7 +327,10 @@ mod tests {
                 for bit in [0x01u8, 0x80] {
                     let mut bad = env.clone();
                     bad[i] ^= bit;
-                    assert!(open(&k, &loc("p", 1), &bad).is_err(), "byte {i} bit {bit:#x} accepted");
+                    assert!(
+                        open(&k, &loc("p", 1), &bad).is_err(),
+                        "byte {i} bit {bit:#x} accepted"
+                    );
                 }
             }
             assert!(open(&k, &loc("p", 1), &env[..env.len() - 1]).is_err());
@@ -305,8 +340,17 @@ mod tests {
 
     #[test]
     fn wrong_key_fails() {
-        let env = seal(Algorithm::Aes256Gcm, 1, &Key::generate(), &loc("p", 1), b"x");
-        assert_eq!(open(&Key::generate(), &loc("p", 1), &env), Err(CryptoError::Auth));
+        let env = seal(
+            Algorithm::Aes256Gcm,
+            1,
+            &Key::generate(),
+            &loc("p", 1),
+            b"x",
+        );
+        assert_eq!(
+            open(&Key::generate(), &loc("p", 1), &env),
+            Err(CryptoError::Auth)
+        );
     }
 
     #[test]

@@ -52,13 +52,28 @@ struct StoredKeyring {
 }
 
 /// Where the keyring record lives, for its AAD.
-const KEYRING_LOC: Location<'static> = Location { kind: "keyring", mount: "sys", path: "keyring", version: 0 };
+const KEYRING_LOC: Location<'static> = Location {
+    kind: "keyring",
+    mount: "sys",
+    path: "keyring",
+    version: 0,
+};
 
 impl Keyring {
     pub fn new(now: DateTime<Utc>, alg: Algorithm) -> Self {
         let mut terms = BTreeMap::new();
-        terms.insert(1, Term { key: Key::generate(), installed_at: now });
-        Keyring { terms, active: 1, alg }
+        terms.insert(
+            1,
+            Term {
+                key: Key::generate(),
+                installed_at: now,
+            },
+        );
+        Keyring {
+            terms,
+            active: 1,
+            alg,
+        }
     }
 
     pub fn active_term(&self) -> u32 {
@@ -68,7 +83,10 @@ impl Keyring {
         self.alg
     }
     pub fn installed_at(&self) -> String {
-        self.terms.get(&self.active).map(|t| rfc3339(t.installed_at)).unwrap_or_default()
+        self.terms
+            .get(&self.active)
+            .map(|t| rfc3339(t.installed_at))
+            .unwrap_or_default()
     }
     pub fn term_count(&self) -> usize {
         self.terms.len()
@@ -78,20 +96,46 @@ impl Keyring {
     pub fn rotated(&self, now: DateTime<Utc>) -> Keyring {
         let mut terms = BTreeMap::new();
         for (n, t) in &self.terms {
-            terms.insert(*n, Term { key: t.key.clone(), installed_at: t.installed_at });
+            terms.insert(
+                *n,
+                Term {
+                    key: t.key.clone(),
+                    installed_at: t.installed_at,
+                },
+            );
         }
         let next = self.active + 1;
-        terms.insert(next, Term { key: Key::generate(), installed_at: now });
-        Keyring { terms, active: next, alg: self.alg }
+        terms.insert(
+            next,
+            Term {
+                key: Key::generate(),
+                installed_at: now,
+            },
+        );
+        Keyring {
+            terms,
+            active: next,
+            alg: self.alg,
+        }
     }
 
     /// The same terms, writing new envelopes with `alg`.
     pub fn with_algorithm(&self, alg: Algorithm) -> Keyring {
         let mut terms = BTreeMap::new();
         for (n, t) in &self.terms {
-            terms.insert(*n, Term { key: t.key.clone(), installed_at: t.installed_at });
+            terms.insert(
+                *n,
+                Term {
+                    key: t.key.clone(),
+                    installed_at: t.installed_at,
+                },
+            );
         }
-        Keyring { terms, active: self.active, alg }
+        Keyring {
+            terms,
+            active: self.active,
+            alg,
+        }
     }
 
     /// Encrypts a value for `loc` under the active term's subkey for `purpose`.
@@ -103,7 +147,12 @@ impl Keyring {
     }
 
     /// Decrypts a value written by `seal` with any term of this keyring.
-    pub fn open(&self, purpose: &str, loc: &Location<'_>, envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn open(
+        &self,
+        purpose: &str,
+        loc: &Location<'_>,
+        envelope: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let n = crypto::envelope_term(envelope)?;
         let term = self.terms.get(&n).ok_or(CryptoError::UnknownTerm(n))?;
         let sub = crypto::derive(&term.key, purpose, loc.mount, loc.path);
@@ -112,7 +161,11 @@ impl Keyring {
 
     /// A stable key for `purpose` (HMAC, signing seeds): derived from term 1.
     pub fn stable_subkey(&self, purpose: &str) -> Key {
-        let first = self.terms.values().next().expect("a keyring always has a term");
+        let first = self
+            .terms
+            .values()
+            .next()
+            .expect("a keyring always has a term");
         crypto::derive(&first.key, purpose, "", "")
     }
 
@@ -123,7 +176,11 @@ impl Keyring {
             terms: self
                 .terms
                 .iter()
-                .map(|(n, t)| StoredTerm { term: *n, key: B64.encode(t.key.expose()), installed_at: t.installed_at })
+                .map(|(n, t)| StoredTerm {
+                    term: *n,
+                    key: B64.encode(t.key.expose()),
+                    installed_at: t.installed_at,
+                })
                 .collect(),
         };
         let json = Zeroizing::new(serde_json::to_vec(&stored).expect("keyring serializes"));
@@ -135,21 +192,39 @@ impl Keyring {
     }
 
     /// Decrypts the keyring with the root key. A wrong root key is `CryptoError::Auth`.
-    pub fn from_envelope(root: &Key, envelope: &[u8], alg: Algorithm) -> Result<Keyring, CryptoError> {
+    pub fn from_envelope(
+        root: &Key,
+        envelope: &[u8],
+        alg: Algorithm,
+    ) -> Result<Keyring, CryptoError> {
         let sub = crypto::derive(root, label::KEYRING, "sys", "keyring");
         let json = crypto::open(&sub, &KEYRING_LOC, envelope)?;
-        let stored: StoredKeyring = serde_json::from_slice(&json).map_err(|_| CryptoError::Malformed)?;
+        let stored: StoredKeyring =
+            serde_json::from_slice(&json).map_err(|_| CryptoError::Malformed)?;
         let mut terms = BTreeMap::new();
         for t in stored.terms {
-            let raw = Zeroizing::new(B64.decode(t.key.as_bytes()).map_err(|_| CryptoError::Malformed)?);
+            let raw = Zeroizing::new(
+                B64.decode(t.key.as_bytes())
+                    .map_err(|_| CryptoError::Malformed)?,
+            );
             let key = Key::from_slice(&raw).ok_or(CryptoError::Malformed)?;
             drop(Zeroizing::new(t.key));
-            terms.insert(t.term, Term { key, installed_at: t.installed_at });
+            terms.insert(
+                t.term,
+                Term {
+                    key,
+                    installed_at: t.installed_at,
+                },
+            );
         }
         if !terms.contains_key(&stored.active) {
             return Err(CryptoError::Malformed);
         }
-        Ok(Keyring { terms, active: stored.active, alg })
+        Ok(Keyring {
+            terms,
+            active: stored.active,
+            alg,
+        })
     }
 }
 
@@ -171,9 +246,15 @@ mod tests {
         let new = k2.seal(label::KV, &loc(2), b"v2");
         assert_eq!(crypto::envelope_term(&new).unwrap(), 2);
         assert_eq!(&k2.open(label::KV, &loc(1), &old).unwrap()[..], b"v1");
-        assert_eq!(k1.open(label::KV, &loc(2), &new).unwrap_err(), CryptoError::UnknownTerm(2));
+        assert_eq!(
+            k1.open(label::KV, &loc(2), &new).unwrap_err(),
+            CryptoError::UnknownTerm(2)
+        );
         // HMAC keys are stable across rotation
-        assert_eq!(k1.stable_subkey(label::TOKEN_HMAC).expose(), k2.stable_subkey(label::TOKEN_HMAC).expose());
+        assert_eq!(
+            k1.stable_subkey(label::TOKEN_HMAC).expose(),
+            k2.stable_subkey(label::TOKEN_HMAC).expose()
+        );
     }
 
     #[test]
@@ -196,7 +277,9 @@ mod tests {
         assert_eq!(back.active_term(), 2);
         let v = k.seal(label::KV, &loc(1), b"x");
         assert_eq!(&back.open(label::KV, &loc(1), &v).unwrap()[..], b"x");
-        assert!(Keyring::from_envelope(&Key::generate(), &env, Algorithm::XChaCha20Poly1305).is_err());
+        assert!(
+            Keyring::from_envelope(&Key::generate(), &env, Algorithm::XChaCha20Poly1305).is_err()
+        );
         assert!(!format!("{k:?}").contains(&hex::encode(&root.expose()[..4])));
     }
 }

@@ -63,9 +63,14 @@ pub struct VersionInfo {
 /// The outcome of a read.
 #[derive(Debug)]
 pub enum ReadOutcome {
-    Found { data: Value, metadata: VersionInfo },
+    Found {
+        data: Value,
+        metadata: VersionInfo,
+    },
     /// Soft-deleted or destroyed: a 404 that still carries the metadata.
-    Deleted { metadata: VersionInfo },
+    Deleted {
+        metadata: VersionInfo,
+    },
 }
 
 /// Fields of a metadata write; `None` leaves the stored value as is.
@@ -123,7 +128,9 @@ impl KeyMeta {
         if v.deletion_time.is_empty() {
             return false;
         }
-        parse_rfc3339(&v.deletion_time).map(|t| t <= now).unwrap_or(true)
+        parse_rfc3339(&v.deletion_time)
+            .map(|t| t <= now)
+            .unwrap_or(true)
     }
 
     fn info(&self, version: u64) -> Option<VersionInfo> {
@@ -196,7 +203,9 @@ impl Vault {
 
     fn load_meta(&self, mount: &str, path: &str) -> Result<Option<KeyMeta>> {
         let kr = self.keyring()?;
-        let Some(env) = self.store.get(&meta_key(mount, path))? else { return Ok(None) };
+        let Some(env) = self.store.get(&meta_key(mount, path))? else {
+            return Ok(None);
+        };
         let json = kr.open(label::KV, &Location::new("kv-meta", mount, path, 0), &env)?;
         serde_json::from_slice(&json).map(Some).map_err(internal)
     }
@@ -204,13 +213,18 @@ impl Vault {
     fn meta_op(&self, mount: &str, path: &str, meta: &KeyMeta) -> Result<Op> {
         let kr = self.keyring()?;
         let json = zeroize::Zeroizing::new(serde_json::to_vec(meta).map_err(internal)?);
-        Ok(Op::Put(meta_key(mount, path), kr.seal(label::KV, &Location::new("kv-meta", mount, path, 0), &json)))
+        Ok(Op::Put(
+            meta_key(mount, path),
+            kr.seal(label::KV, &Location::new("kv-meta", mount, path, 0), &json),
+        ))
     }
 
     /// The mount's configuration (defaults when never written).
     pub fn kv_config(&self, mount: &str) -> Result<MountConfig> {
         let kr = self.keyring()?;
-        let Some(env) = self.store.get(&config_key(mount))? else { return Ok(MountConfig::default()) };
+        let Some(env) = self.store.get(&config_key(mount))? else {
+            return Ok(MountConfig::default());
+        };
         let json = kr.open(label::KV, &Location::new("kv-config", mount, "", 0), &env)?;
         serde_json::from_slice(&json).map_err(internal)
     }
@@ -229,7 +243,10 @@ impl Vault {
             cfg.delete_version_after = v;
         }
         let json = serde_json::to_vec(&cfg).map_err(internal)?;
-        self.store.put(&config_key(mount), &kr.seal(label::KV, &Location::new("kv-config", mount, "", 0), &json))?;
+        self.store.put(
+            &config_key(mount),
+            &kr.seal(label::KV, &Location::new("kv-config", mount, "", 0), &json),
+        )?;
         drop(_g);
         self.store.sync()?;
         Ok(())
@@ -248,14 +265,26 @@ impl Vault {
             return Ok(ReadOutcome::Deleted { metadata: info });
         }
         let kr = self.keyring()?;
-        let env = self.store.get(&data_key(mount, path, v))?.ok_or(Error::NotFound)?;
+        let env = self
+            .store
+            .get(&data_key(mount, path, v))?
+            .ok_or(Error::NotFound)?;
         let json = kr.open(label::KV, &Location::new("kv-data", mount, path, v), &env)?;
         let data: Value = serde_json::from_slice(&json).map_err(internal)?;
-        Ok(ReadOutcome::Found { data, metadata: info })
+        Ok(ReadOutcome::Found {
+            data,
+            metadata: info,
+        })
     }
 
     /// Writes a new version. `cas`: `Some(0)` only if absent, `Some(n)` only if current is n.
-    pub fn kv_write(&self, mount: &str, path: &str, data: &Map<String, Value>, cas: Option<u64>) -> Result<VersionInfo> {
+    pub fn kv_write(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &Map<String, Value>,
+        cas: Option<u64>,
+    ) -> Result<VersionInfo> {
         validate_key_path(path)?;
         let guard = self.kv_lock(mount, path);
         let existing = self.load_meta(mount, path)?;
@@ -281,16 +310,35 @@ impl Vault {
         });
         let cas_required = cfg.cas_required || meta.cas_required;
         match cas {
-            None if cas_required => return Err(Error::bad("check-and-set parameter required for this call")),
+            None if cas_required => {
+                return Err(Error::bad("check-and-set parameter required for this call"))
+            }
             Some(c) if c != meta.current_version => {
-                return Err(Error::bad("check-and-set parameter did not match the current version"))
+                return Err(Error::bad(
+                    "check-and-set parameter did not match the current version",
+                ))
             }
             _ => {}
         }
         let version = meta.current_version + 1;
-        let dav = if meta.delete_version_after > 0 { meta.delete_version_after } else { cfg.delete_version_after };
-        let deletion_time = if dav > 0 { rfc3339(now + chrono::Duration::seconds(dav as i64)) } else { String::new() };
-        meta.versions.insert(version, VersionMeta { created_time: now_s.clone(), deletion_time, destroyed: false });
+        let dav = if meta.delete_version_after > 0 {
+            meta.delete_version_after
+        } else {
+            cfg.delete_version_after
+        };
+        let deletion_time = if dav > 0 {
+            rfc3339(now + chrono::Duration::seconds(dav as i64))
+        } else {
+            String::new()
+        };
+        meta.versions.insert(
+            version,
+            VersionMeta {
+                created_time: now_s.clone(),
+                deletion_time,
+                destroyed: false,
+            },
+        );
         meta.current_version = version;
         meta.updated_time = now_s;
         if meta.oldest_version == 0 {
@@ -305,10 +353,16 @@ impl Vault {
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(data).map_err(internal)?);
         let mut ops = vec![Op::Put(
             data_key(mount, path, version),
-            kr.seal(label::KV, &Location::new("kv-data", mount, path, version), &plain),
+            kr.seal(
+                label::KV,
+                &Location::new("kv-data", mount, path, version),
+                &plain,
+            ),
         )];
         while meta.versions.len() as u64 > max {
-            let Some((&oldest, _)) = meta.versions.iter().next() else { break };
+            let Some((&oldest, _)) = meta.versions.iter().next() else {
+                break;
+            };
             meta.versions.remove(&oldest);
             ops.push(Op::Delete(data_key(mount, path, oldest)));
         }
@@ -319,11 +373,18 @@ impl Vault {
         self.store.batch(ops)?;
         drop(guard);
         self.store.sync()?;
-        meta.info(version).ok_or_else(|| internal("written version missing"))
+        meta.info(version)
+            .ok_or_else(|| internal("written version missing"))
     }
 
     /// RFC 7396 merge patch on the latest version. Missing key or deleted latest -> NotFound.
-    pub fn kv_patch(&self, mount: &str, path: &str, patch: &Map<String, Value>, cas: Option<u64>) -> Result<VersionInfo> {
+    pub fn kv_patch(
+        &self,
+        mount: &str,
+        path: &str,
+        patch: &Map<String, Value>,
+        cas: Option<u64>,
+    ) -> Result<VersionInfo> {
         validate_key_path(path)?;
         let guard = self.kv_lock(mount, path);
         let meta = self.load_meta(mount, path)?.ok_or(Error::NotFound)?;
@@ -333,18 +394,29 @@ impl Vault {
         };
         let mut merged = Value::Object(current);
         merge_patch(&mut merged, &Value::Object(patch.clone()));
-        let Value::Object(m) = merged else { return Err(internal("merge produced a non-object")) };
+        let Value::Object(m) = merged else {
+            return Err(internal("merge produced a non-object"));
+        };
         self.kv_write_locked(mount, path, Some(meta), &m, cas, guard)
     }
 
-    fn kv_read_version_locked(&self, mount: &str, path: &str, meta: &KeyMeta) -> Result<Option<Map<String, Value>>> {
+    fn kv_read_version_locked(
+        &self,
+        mount: &str,
+        path: &str,
+        meta: &KeyMeta,
+    ) -> Result<Option<Map<String, Value>>> {
         let v = meta.current_version;
-        let Some(vm) = meta.versions.get(&v) else { return Ok(None) };
+        let Some(vm) = meta.versions.get(&v) else {
+            return Ok(None);
+        };
         if vm.destroyed || KeyMeta::is_deleted(vm, self.now()) {
             return Ok(None);
         }
         let kr = self.keyring()?;
-        let Some(env) = self.store.get(&data_key(mount, path, v))? else { return Ok(None) };
+        let Some(env) = self.store.get(&data_key(mount, path, v))? else {
+            return Ok(None);
+        };
         let json = kr.open(label::KV, &Location::new("kv-data", mount, path, v), &env)?;
         match serde_json::from_slice(&json).map_err(internal)? {
             Value::Object(m) => Ok(Some(m)),
@@ -355,15 +427,25 @@ impl Vault {
     /// Soft-deletes the latest version (`DELETE secret/data/:path`).
     pub fn kv_delete_latest(&self, mount: &str, path: &str) -> Result<()> {
         let guard = self.kv_lock(mount, path);
-        let Some(meta) = self.load_meta(mount, path)? else { return Ok(()) };
+        let Some(meta) = self.load_meta(mount, path)? else {
+            return Ok(());
+        };
         let v = meta.current_version;
         self.kv_versions_locked(mount, path, meta, &[v], VersionOp::Delete, guard)
     }
 
     /// Delete, undelete or destroy specific versions. Unknown key or versions: no-op.
-    pub fn kv_versions(&self, mount: &str, path: &str, versions: &[u64], op: VersionOp) -> Result<()> {
+    pub fn kv_versions(
+        &self,
+        mount: &str,
+        path: &str,
+        versions: &[u64],
+        op: VersionOp,
+    ) -> Result<()> {
         let guard = self.kv_lock(mount, path);
-        let Some(meta) = self.load_meta(mount, path)? else { return Ok(()) };
+        let Some(meta) = self.load_meta(mount, path)? else {
+            return Ok(());
+        };
         self.kv_versions_locked(mount, path, meta, versions, op, guard)
     }
 
@@ -380,7 +462,9 @@ impl Vault {
         let mut ops = Vec::new();
         let mut changed = false;
         for v in versions {
-            let Some(vm) = meta.versions.get_mut(v) else { continue };
+            let Some(vm) = meta.versions.get_mut(v) else {
+                continue;
+            };
             match op {
                 VersionOp::Delete => {
                     if !vm.destroyed && !KeyMeta::is_deleted(vm, now) {
@@ -420,7 +504,13 @@ impl Vault {
 
     /// Writes metadata fields (creates empty metadata if the key does not exist). With
     /// `merge_custom`, custom_metadata keys are merged (PATCH) instead of replaced.
-    pub fn kv_write_metadata(&self, mount: &str, path: &str, upd: &MetadataUpdate, merge_custom: bool) -> Result<()> {
+    pub fn kv_write_metadata(
+        &self,
+        mount: &str,
+        path: &str,
+        upd: &MetadataUpdate,
+        merge_custom: bool,
+    ) -> Result<()> {
         validate_key_path(path)?;
         let guard = self.kv_lock(mount, path);
         let now = rfc3339(self.now());
@@ -428,7 +518,10 @@ impl Vault {
         if merge_custom && existing.is_none() {
             return Err(Error::NotFound);
         }
-        let mut meta = existing.unwrap_or_else(|| KeyMeta { created_time: now.clone(), ..Default::default() });
+        let mut meta = existing.unwrap_or_else(|| KeyMeta {
+            created_time: now.clone(),
+            ..Default::default()
+        });
         if let Some(v) = upd.max_versions {
             meta.max_versions = v;
         }
@@ -458,8 +551,14 @@ impl Vault {
     /// Removes all versions and the metadata of a key.
     pub fn kv_delete_metadata(&self, mount: &str, path: &str) -> Result<()> {
         let guard = self.kv_lock(mount, path);
-        let Some(meta) = self.load_meta(mount, path)? else { return Ok(()) };
-        let mut ops: Vec<Op> = meta.versions.keys().map(|v| Op::Delete(data_key(mount, path, *v))).collect();
+        let Some(meta) = self.load_meta(mount, path)? else {
+            return Ok(());
+        };
+        let mut ops: Vec<Op> = meta
+            .versions
+            .keys()
+            .map(|v| Op::Delete(data_key(mount, path, *v)))
+            .collect();
         ops.push(Op::Delete(meta_key(mount, path)));
         self.store.batch(ops)?;
         drop(guard);
@@ -472,7 +571,11 @@ impl Vault {
     pub fn kv_list(&self, mount: &str, folder: &str) -> Result<Vec<String>> {
         self.keyring()?;
         let folder = folder.trim_end_matches('/');
-        let prefix = if folder.is_empty() { format!("kv/{mount}/m/") } else { format!("kv/{mount}/m/{folder}/") };
+        let prefix = if folder.is_empty() {
+            format!("kv/{mount}/m/")
+        } else {
+            format!("kv/{mount}/m/{folder}/")
+        };
         let mut out = BTreeSet::new();
         for k in self.store.keys_with_prefix(prefix.as_bytes())? {
             let rest = &k[prefix.len()..];
@@ -532,10 +635,21 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap());
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
         let kek = crate::core::crypto::Key::generate();
-        let v = Vault::open(store.clone(), clock.clone(), Algorithm::XChaCha20Poly1305, Some(kek)).unwrap();
+        let v = Vault::open(
+            store.clone(),
+            clock.clone(),
+            Algorithm::XChaCha20Poly1305,
+            Some(kek),
+        )
+        .unwrap();
         v.init(1, 1, None).unwrap();
         assert!(v.auto_unseal().unwrap());
-        Fixture { vault: v, store, clock, _dir: dir }
+        Fixture {
+            vault: v,
+            store,
+            clock,
+            _dir: dir,
+        }
     }
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -563,11 +677,28 @@ mod tests {
     fn write_read_versions_and_cas() {
         let f = vault();
         let v = &f.vault;
-        assert_eq!(v.kv_write("secret", "db/prod", &obj(json!({"p":"1"})), None).unwrap().version, 1);
-        assert_eq!(v.kv_write("secret", "db/prod", &obj(json!({"p":"2"})), Some(1)).unwrap().version, 2);
-        let e = v.kv_write("secret", "db/prod", &obj(json!({"p":"3"})), Some(1)).unwrap_err();
-        assert_eq!(e.to_string(), "check-and-set parameter did not match the current version");
-        assert!(v.kv_write("secret", "db/prod", &obj(json!({})), Some(0)).is_err());
+        assert_eq!(
+            v.kv_write("secret", "db/prod", &obj(json!({"p":"1"})), None)
+                .unwrap()
+                .version,
+            1
+        );
+        assert_eq!(
+            v.kv_write("secret", "db/prod", &obj(json!({"p":"2"})), Some(1))
+                .unwrap()
+                .version,
+            2
+        );
+        let e = v
+            .kv_write("secret", "db/prod", &obj(json!({"p":"3"})), Some(1))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "check-and-set parameter did not match the current version"
+        );
+        assert!(v
+            .kv_write("secret", "db/prod", &obj(json!({})), Some(0))
+            .is_err());
         match v.kv_read("secret", "db/prod", Some(1)).unwrap() {
             ReadOutcome::Found { data, metadata } => {
                 assert_eq!(data, json!({"p":"1"}));
@@ -575,16 +706,33 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(v.kv_read("secret", "db/prod", Some(9)), Err(Error::NotFound)));
-        assert!(matches!(v.kv_read("secret", "nope", None), Err(Error::NotFound)));
+        assert!(matches!(
+            v.kv_read("secret", "db/prod", Some(9)),
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            v.kv_read("secret", "nope", None),
+            Err(Error::NotFound)
+        ));
     }
 
     #[test]
     fn plaintext_never_in_raw_store_bytes() {
         let f = vault();
-        f.vault.kv_write("secret", "db/prod", &obj(json!({"password":"CANARY-7f3a9c"})), None).unwrap();
+        f.vault
+            .kv_write(
+                "secret",
+                "db/prod",
+                &obj(json!({"password":"CANARY-7f3a9c"})),
+                None,
+            )
+            .unwrap();
         for (k, v) in f.store.scan_prefix(b"").unwrap() {
-            assert!(!v.windows(13).any(|w| w == b"CANARY-7f3a9c"), "plaintext in value of {:?}", String::from_utf8_lossy(&k));
+            assert!(
+                !v.windows(13).any(|w| w == b"CANARY-7f3a9c"),
+                "plaintext in value of {:?}",
+                String::from_utf8_lossy(&k)
+            );
             assert!(!k.windows(13).any(|w| w == b"CANARY-7f3a9c"));
         }
     }
@@ -593,20 +741,32 @@ mod tests {
     fn copied_ciphertext_fails_to_open() {
         let f = vault();
         let v = &f.vault;
-        v.kv_write("secret", "a", &obj(json!({"x":"1"})), None).unwrap();
-        v.kv_write("secret", "b", &obj(json!({"x":"2"})), None).unwrap();
-        v.kv_write("secret", "b", &obj(json!({"x":"3"})), None).unwrap();
+        v.kv_write("secret", "a", &obj(json!({"x":"1"})), None)
+            .unwrap();
+        v.kv_write("secret", "b", &obj(json!({"x":"2"})), None)
+            .unwrap();
+        v.kv_write("secret", "b", &obj(json!({"x":"3"})), None)
+            .unwrap();
         // copy a's version 1 over b's version 1, and b's version 2 over its version 1
         let a1 = f.store.get(&data_key("secret", "a", 1)).unwrap().unwrap();
         f.store.put(&data_key("secret", "b", 1), &a1).unwrap();
-        assert!(matches!(v.kv_read("secret", "b", Some(1)), Err(Error::Integrity(_))));
+        assert!(matches!(
+            v.kv_read("secret", "b", Some(1)),
+            Err(Error::Integrity(_))
+        ));
         let b2 = f.store.get(&data_key("secret", "b", 2)).unwrap().unwrap();
         f.store.put(&data_key("secret", "b", 1), &b2).unwrap();
-        assert!(matches!(v.kv_read("secret", "b", Some(1)), Err(Error::Integrity(_))));
+        assert!(matches!(
+            v.kv_read("secret", "b", Some(1)),
+            Err(Error::Integrity(_))
+        ));
         // metadata copied to another key
         let am = f.store.get(&meta_key("secret", "a")).unwrap().unwrap();
         f.store.put(&meta_key("secret", "b"), &am).unwrap();
-        assert!(matches!(v.kv_read("secret", "b", None), Err(Error::Integrity(_))));
+        assert!(matches!(
+            v.kv_read("secret", "b", None),
+            Err(Error::Integrity(_))
+        ));
     }
 
     #[test]
@@ -614,36 +774,67 @@ mod tests {
         let f = vault();
         let v = &f.vault;
         for i in 0..12 {
-            v.kv_write("secret", "k", &obj(json!({"i": i})), None).unwrap();
+            v.kv_write("secret", "k", &obj(json!({"i": i})), None)
+                .unwrap();
         }
         let m = v.kv_read_metadata("secret", "k").unwrap();
         assert_eq!(m.versions.len(), 10);
         assert_eq!(m.oldest_version, 3);
-        assert!(matches!(v.kv_read("secret", "k", Some(1)), Err(Error::NotFound)));
+        assert!(matches!(
+            v.kv_read("secret", "k", Some(1)),
+            Err(Error::NotFound)
+        ));
         v.kv_delete_latest("secret", "k").unwrap();
-        assert!(matches!(v.kv_read("secret", "k", None).unwrap(), ReadOutcome::Deleted { .. }));
-        v.kv_versions("secret", "k", &[12], VersionOp::Undelete).unwrap();
-        assert!(matches!(v.kv_read("secret", "k", None).unwrap(), ReadOutcome::Found { .. }));
-        v.kv_versions("secret", "k", &[11], VersionOp::Destroy).unwrap();
+        assert!(matches!(
+            v.kv_read("secret", "k", None).unwrap(),
+            ReadOutcome::Deleted { .. }
+        ));
+        v.kv_versions("secret", "k", &[12], VersionOp::Undelete)
+            .unwrap();
+        assert!(matches!(
+            v.kv_read("secret", "k", None).unwrap(),
+            ReadOutcome::Found { .. }
+        ));
+        v.kv_versions("secret", "k", &[11], VersionOp::Destroy)
+            .unwrap();
         match v.kv_read("secret", "k", Some(11)).unwrap() {
             ReadOutcome::Deleted { metadata } => assert!(metadata.destroyed),
             other => panic!("{other:?}"),
         }
         assert!(f.store.get(&data_key("secret", "k", 11)).unwrap().is_none());
-        v.kv_versions("secret", "k", &[11], VersionOp::Undelete).unwrap();
-        assert!(matches!(v.kv_read("secret", "k", Some(11)).unwrap(), ReadOutcome::Deleted { .. }));
+        v.kv_versions("secret", "k", &[11], VersionOp::Undelete)
+            .unwrap();
+        assert!(matches!(
+            v.kv_read("secret", "k", Some(11)).unwrap(),
+            ReadOutcome::Deleted { .. }
+        ));
     }
 
     #[test]
     fn delete_version_after_uses_the_clock() {
         let f = vault();
         let v = &f.vault;
-        v.kv_write_metadata("secret", "t", &MetadataUpdate { delete_version_after: Some(60), ..Default::default() }, false)
+        v.kv_write_metadata(
+            "secret",
+            "t",
+            &MetadataUpdate {
+                delete_version_after: Some(60),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+        v.kv_write("secret", "t", &obj(json!({"a":1})), None)
             .unwrap();
-        v.kv_write("secret", "t", &obj(json!({"a":1})), None).unwrap();
-        assert!(matches!(v.kv_read("secret", "t", None).unwrap(), ReadOutcome::Found { .. }));
+        assert!(matches!(
+            v.kv_read("secret", "t", None).unwrap(),
+            ReadOutcome::Found { .. }
+        ));
         f.clock.advance(chrono::Duration::seconds(61));
-        assert!(matches!(v.kv_read("secret", "t", None).unwrap(), ReadOutcome::Deleted { .. }));
+        assert!(matches!(
+            v.kv_read("secret", "t", None).unwrap(),
+            ReadOutcome::Deleted { .. }
+        ));
     }
 
     #[test]
@@ -653,61 +844,107 @@ mod tests {
         for p in ["db/prod", "db/dev", "db/sub/x", "other"] {
             v.kv_write("secret", p, &obj(json!({})), None).unwrap();
         }
-        assert_eq!(v.kv_list("secret", "db").unwrap(), vec!["dev", "prod", "sub/"]);
-        assert_eq!(v.kv_list("secret", "db/").unwrap(), vec!["dev", "prod", "sub/"]);
+        assert_eq!(
+            v.kv_list("secret", "db").unwrap(),
+            vec!["dev", "prod", "sub/"]
+        );
+        assert_eq!(
+            v.kv_list("secret", "db/").unwrap(),
+            vec!["dev", "prod", "sub/"]
+        );
         assert_eq!(v.kv_list("secret", "").unwrap(), vec!["db/", "other"]);
         assert!(matches!(v.kv_list("secret", "nope"), Err(Error::NotFound)));
-        assert!(matches!(v.kv_list("secret", "db/prod"), Err(Error::NotFound)));
+        assert!(matches!(
+            v.kv_list("secret", "db/prod"),
+            Err(Error::NotFound)
+        ));
     }
 
     #[test]
     fn patch_merges_and_requires_live_latest() {
         let f = vault();
         let v = &f.vault;
-        assert!(matches!(v.kv_patch("secret", "p", &obj(json!({"a":1})), None), Err(Error::NotFound)));
-        v.kv_write("secret", "p", &obj(json!({"a":"1","b":"2"})), None).unwrap();
-        let info = v.kv_patch("secret", "p", &obj(json!({"b":null,"c":"3"})), Some(1)).unwrap();
+        assert!(matches!(
+            v.kv_patch("secret", "p", &obj(json!({"a":1})), None),
+            Err(Error::NotFound)
+        ));
+        v.kv_write("secret", "p", &obj(json!({"a":"1","b":"2"})), None)
+            .unwrap();
+        let info = v
+            .kv_patch("secret", "p", &obj(json!({"b":null,"c":"3"})), Some(1))
+            .unwrap();
         assert_eq!(info.version, 2);
         match v.kv_read("secret", "p", None).unwrap() {
             ReadOutcome::Found { data, .. } => assert_eq!(data, json!({"a":"1","c":"3"})),
             other => panic!("{other:?}"),
         }
         v.kv_delete_latest("secret", "p").unwrap();
-        assert!(matches!(v.kv_patch("secret", "p", &obj(json!({"a":1})), None), Err(Error::NotFound)));
+        assert!(matches!(
+            v.kv_patch("secret", "p", &obj(json!({"a":1})), None),
+            Err(Error::NotFound)
+        ));
     }
 
     #[test]
     fn cas_required_from_mount_config() {
         let f = vault();
         let v = &f.vault;
-        v.kv_write_config("secret", &MetadataUpdate { cas_required: Some(true), ..Default::default() }).unwrap();
-        let e = v.kv_write("secret", "c", &obj(json!({})), None).unwrap_err();
-        assert_eq!(e.to_string(), "check-and-set parameter required for this call");
+        v.kv_write_config(
+            "secret",
+            &MetadataUpdate {
+                cas_required: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let e = v
+            .kv_write("secret", "c", &obj(json!({})), None)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "check-and-set parameter required for this call"
+        );
         v.kv_write("secret", "c", &obj(json!({})), Some(0)).unwrap();
     }
 
     #[test]
     fn sealed_vault_refuses_kv() {
         let f = vault();
-        f.vault.kv_write("secret", "s", &obj(json!({"a":"b"})), None).unwrap();
+        f.vault
+            .kv_write("secret", "s", &obj(json!({"a":"b"})), None)
+            .unwrap();
         f.vault.seal();
-        assert!(matches!(f.vault.kv_read("secret", "s", None), Err(Error::Sealed)));
+        assert!(matches!(
+            f.vault.kv_read("secret", "s", None),
+            Err(Error::Sealed)
+        ));
         assert!(f.vault.auto_unseal().unwrap());
-        assert!(matches!(f.vault.kv_read("secret", "s", None).unwrap(), ReadOutcome::Found { .. }));
+        assert!(matches!(
+            f.vault.kv_read("secret", "s", None).unwrap(),
+            ReadOutcome::Found { .. }
+        ));
     }
 
     #[test]
     fn keyring_rotation_keeps_old_versions_readable() {
         let f = vault();
         let v = &f.vault;
-        v.kv_write("secret", "r", &obj(json!({"a":"old"})), None).unwrap();
+        v.kv_write("secret", "r", &obj(json!({"a":"old"})), None)
+            .unwrap();
         let (term, _) = v.rotate_keyring().unwrap();
         assert_eq!(term, 2);
-        v.kv_write("secret", "r", &obj(json!({"a":"new"})), None).unwrap();
+        v.kv_write("secret", "r", &obj(json!({"a":"new"})), None)
+            .unwrap();
         v.seal();
         assert!(v.auto_unseal().unwrap());
         assert_eq!(v.key_status().unwrap().0, 2);
-        assert!(matches!(v.kv_read("secret", "r", Some(1)).unwrap(), ReadOutcome::Found { .. }));
-        assert!(matches!(v.kv_read("secret", "r", Some(2)).unwrap(), ReadOutcome::Found { .. }));
+        assert!(matches!(
+            v.kv_read("secret", "r", Some(1)).unwrap(),
+            ReadOutcome::Found { .. }
+        ));
+        assert!(matches!(
+            v.kv_read("secret", "r", Some(2)).unwrap(),
+            ReadOutcome::Found { .. }
+        ));
     }
 }

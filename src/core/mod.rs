@@ -1,6 +1,7 @@
 //! The domain. Imports no actix, no sled, no cron.
 pub mod clock;
 pub mod crypto;
+pub mod duration;
 pub mod error;
 pub mod keyring;
 pub mod kv;

@@ -45,7 +45,11 @@ pub fn validate(shares: u64, threshold: u64) -> Result<(), ShamirError> {
 }
 
 /// Splits `key` into `shares` shares, any `threshold` of which recover it.
-pub fn split(key: &Key, shares: usize, threshold: usize) -> Result<Vec<Zeroizing<Vec<u8>>>, ShamirError> {
+pub fn split(
+    key: &Key,
+    shares: usize,
+    threshold: usize,
+) -> Result<Vec<Zeroizing<Vec<u8>>>, ShamirError> {
     validate(shares as u64, threshold as u64)?;
     if shares == 1 {
         let mut s = Zeroizing::new(Vec::with_capacity(SHARE_LEN));

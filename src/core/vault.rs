@@ -19,7 +19,12 @@ const SEAL_CONFIG: &[u8] = b"sys/seal-config";
 const KEYRING: &[u8] = b"sys/keyring";
 const AUTO_UNSEAL: &[u8] = b"sys/auto-unseal";
 const TOKEN_PREFIX: &str = "tok/id/";
-const AUTO_UNSEAL_LOC: Location<'static> = Location { kind: "auto-unseal", mount: "sys", path: "root-key", version: 0 };
+const AUTO_UNSEAL_LOC: Location<'static> = Location {
+    kind: "auto-unseal",
+    mount: "sys",
+    path: "root-key",
+    version: 0,
+};
 
 /// Stored in clear: no secret in it, and it must be readable while sealed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,10 +38,16 @@ pub struct SealConfig {
 
 enum State {
     Uninitialized,
-    Sealed { shares: Vec<Zeroizing<Vec<u8>>>, nonce: String },
+    Sealed {
+        shares: Vec<Zeroizing<Vec<u8>>>,
+        nonce: String,
+    },
     /// The root key stays in memory while unsealed (to re-encrypt the keyring on rotation)
     /// and is zeroized on seal.
-    Unsealed { keyring: Arc<Keyring>, root: Key },
+    Unsealed {
+        keyring: Arc<Keyring>,
+        root: Key,
+    },
 }
 
 /// What `GET sys/seal-status` shows.
@@ -93,7 +104,10 @@ fn b64(b: &[u8]) -> String {
 /// 256-bit random token with the `arca.` prefix.
 pub fn generate_token() -> Zeroizing<String> {
     let k = Key::generate();
-    Zeroizing::new(format!("arca.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.expose())))
+    Zeroizing::new(format!(
+        "arca.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.expose())
+    ))
 }
 
 fn generate_accessor() -> String {
@@ -104,9 +118,21 @@ fn generate_accessor() -> String {
 impl Vault {
     /// Opens the vault on `store`. It starts uninitialized or sealed; call `auto_unseal` for
     /// unattended starts.
-    pub fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, alg: Algorithm, auto_unseal: Option<Key>) -> Result<Vault> {
+    pub fn open(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        alg: Algorithm,
+        auto_unseal: Option<Key>,
+    ) -> Result<Vault> {
         let initialized = store.get(SEAL_CONFIG)?.is_some();
-        let state = if initialized { State::Sealed { shares: Vec::new(), nonce: String::new() } } else { State::Uninitialized };
+        let state = if initialized {
+            State::Sealed {
+                shares: Vec::new(),
+                nonce: String::new(),
+            }
+        } else {
+            State::Uninitialized
+        };
         Ok(Vault {
             store,
             clock,
@@ -126,16 +152,24 @@ impl Vault {
     fn seal_config(&self) -> Result<Option<SealConfig>> {
         match self.store.get(SEAL_CONFIG)? {
             None => Ok(None),
-            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::Internal(format!("seal config: {e}"))),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| Error::Internal(format!("seal config: {e}"))),
         }
     }
 
     pub fn is_initialized(&self) -> bool {
-        !matches!(*self.state.read().unwrap_or_else(|p| p.into_inner()), State::Uninitialized)
+        !matches!(
+            *self.state.read().unwrap_or_else(|p| p.into_inner()),
+            State::Uninitialized
+        )
     }
 
     pub fn is_sealed(&self) -> bool {
-        !matches!(*self.state.read().unwrap_or_else(|p| p.into_inner()), State::Unsealed { .. })
+        !matches!(
+            *self.state.read().unwrap_or_else(|p| p.into_inner()),
+            State::Unsealed { .. }
+        )
     }
 
     /// The keyring, or `Sealed`.
@@ -168,14 +202,20 @@ impl Vault {
 
     /// Initializes a new vault: root key split into shares, first keyring term, root token.
     /// The vault stays sealed afterwards (as Vault does).
-    pub fn init(&self, shares: u64, threshold: u64, root_token: Option<&str>) -> Result<InitOutput> {
+    pub fn init(
+        &self,
+        shares: u64,
+        threshold: u64,
+        root_token: Option<&str>,
+    ) -> Result<InitOutput> {
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if !matches!(*st, State::Uninitialized) || self.store.get(SEAL_CONFIG)?.is_some() {
             return Err(Error::bad("Vault is already initialized"));
         }
         shamir::validate(shares, threshold).map_err(|e| Error::bad(e.to_string()))?;
         let root = Key::generate();
-        let keys = shamir::split(&root, shares as usize, threshold as usize).map_err(|e| Error::Internal(e.to_string()))?;
+        let keys = shamir::split(&root, shares as usize, threshold as usize)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let now = self.clock.now();
         let alg = *self.alg.read().unwrap_or_else(|p| p.into_inner());
         let keyring = Keyring::new(now, alg);
@@ -193,21 +233,39 @@ impl Vault {
             secret_shares: shares,
             secret_threshold: threshold,
             initialized_at: rfc3339(now),
-            cluster_name: format!("arca-cluster-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            cluster_name: format!(
+                "arca-cluster-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
             cluster_id: uuid::Uuid::new_v4().to_string(),
         };
-        let mut ops = vec![Op::Put(KEYRING.to_vec(), keyring.to_envelope(&root)), self.token_put(&keyring, &token, &principal)?];
+        let mut ops = vec![
+            Op::Put(KEYRING.to_vec(), keyring.to_envelope(&root)),
+            self.token_put(&keyring, &token, &principal)?,
+        ];
         if let Some(kek) = &self.auto_unseal {
             let sub = crypto::derive(kek, label::AUTO_UNSEAL, "sys", "root-key");
-            ops.push(Op::Put(AUTO_UNSEAL.to_vec(), crypto::seal(alg, 0, &sub, &AUTO_UNSEAL_LOC, root.expose())));
+            ops.push(Op::Put(
+                AUTO_UNSEAL.to_vec(),
+                crypto::seal(alg, 0, &sub, &AUTO_UNSEAL_LOC, root.expose()),
+            ));
         }
         // The seal config goes in the same atomic batch: its presence means "initialized".
-        ops.push(Op::Put(SEAL_CONFIG.to_vec(), serde_json::to_vec(&cfg).map_err(|e| Error::Internal(e.to_string()))?));
+        ops.push(Op::Put(
+            SEAL_CONFIG.to_vec(),
+            serde_json::to_vec(&cfg).map_err(|e| Error::Internal(e.to_string()))?,
+        ));
         self.store.batch(ops)?;
         self.store.sync()?;
-        *st = State::Sealed { shares: Vec::new(), nonce: String::new() };
+        *st = State::Sealed {
+            shares: Vec::new(),
+            nonce: String::new(),
+        };
         tracing::info!(shares, threshold, "vault initialized");
-        Ok(InitOutput { keys, root_token: token })
+        Ok(InitOutput {
+            keys,
+            root_token: token,
+        })
     }
 
     /// Submits one unseal share. Returns the new status. Wrong shares are detected only once
@@ -232,12 +290,15 @@ impl Vault {
                     if (shares.len() as u64) >= cfg.secret_threshold {
                         let taken = std::mem::take(shares);
                         nonce.clear();
-                        let opened = shamir::combine(&taken)
-                            .ok()
-                            .and_then(|root| self.open_keyring(&root).ok().flatten().map(|kr| (kr, root)));
+                        let opened = shamir::combine(&taken).ok().and_then(|root| {
+                            self.open_keyring(&root).ok().flatten().map(|kr| (kr, root))
+                        });
                         match opened {
                             Some((kr, root)) => {
-                                *st = State::Unsealed { keyring: Arc::new(kr), root };
+                                *st = State::Unsealed {
+                                    keyring: Arc::new(kr),
+                                    root,
+                                };
                                 tracing::info!("vault unsealed");
                             }
                             None => {
@@ -252,7 +313,9 @@ impl Vault {
     }
 
     pub fn unseal_reset(&self) -> Result<SealStatus> {
-        if let State::Sealed { shares, nonce } = &mut *self.state.write().unwrap_or_else(|p| p.into_inner()) {
+        if let State::Sealed { shares, nonce } =
+            &mut *self.state.write().unwrap_or_else(|p| p.into_inner())
+        {
             shares.clear();
             nonce.clear();
         }
@@ -260,22 +323,36 @@ impl Vault {
     }
 
     fn open_keyring(&self, root: &Key) -> Result<Option<Keyring>> {
-        let env = self.store.get(KEYRING)?.ok_or_else(|| Error::Internal("keyring record missing".into()))?;
+        let env = self
+            .store
+            .get(KEYRING)?
+            .ok_or_else(|| Error::Internal("keyring record missing".into()))?;
         let alg = *self.alg.read().unwrap_or_else(|p| p.into_inner());
         Ok(Keyring::from_envelope(root, &env, alg).ok())
     }
 
     /// Unseals with the configured auto-unseal key, if any. `Ok(false)` when none is configured.
     pub fn auto_unseal(&self) -> Result<bool> {
-        let Some(kek) = &self.auto_unseal else { return Ok(false) };
+        let Some(kek) = &self.auto_unseal else {
+            return Ok(false);
+        };
         let Some(env) = self.store.get(AUTO_UNSEAL)? else {
-            return Err(Error::bad("auto-unseal key is configured but this vault was initialized without it"));
+            return Err(Error::bad(
+                "auto-unseal key is configured but this vault was initialized without it",
+            ));
         };
         let sub = crypto::derive(kek, label::AUTO_UNSEAL, "sys", "root-key");
-        let raw = crypto::open(&sub, &AUTO_UNSEAL_LOC, &env).map_err(|_| Error::bad("auto-unseal key does not match this vault"))?;
-        let root = Key::from_slice(&raw).ok_or_else(|| Error::Internal("auto-unseal record malformed".into()))?;
-        let kr = self.open_keyring(&root)?.ok_or_else(|| Error::Internal("keyring does not open with the auto-unseal root key".into()))?;
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::Unsealed { keyring: Arc::new(kr), root };
+        let raw = crypto::open(&sub, &AUTO_UNSEAL_LOC, &env)
+            .map_err(|_| Error::bad("auto-unseal key does not match this vault"))?;
+        let root = Key::from_slice(&raw)
+            .ok_or_else(|| Error::Internal("auto-unseal record malformed".into()))?;
+        let kr = self.open_keyring(&root)?.ok_or_else(|| {
+            Error::Internal("keyring does not open with the auto-unseal root key".into())
+        })?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::Unsealed {
+            keyring: Arc::new(kr),
+            root,
+        };
         tracing::info!("vault unsealed with the auto-unseal key");
         Ok(true)
     }
@@ -284,10 +361,16 @@ impl Vault {
     pub fn seal(&self) {
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if matches!(*st, State::Unsealed { .. }) {
-            *st = State::Sealed { shares: Vec::new(), nonce: String::new() };
+            *st = State::Sealed {
+                shares: Vec::new(),
+                nonce: String::new(),
+            };
             tracing::info!("vault sealed");
         }
-        self.token_cache.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.token_cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Adds a keyring term (`sys/rotate`): new writes use it, old terms still decrypt.
@@ -325,7 +408,11 @@ impl Vault {
     fn token_put(&self, kr: &Keyring, token: &str, p: &Principal) -> Result<Op> {
         let id = hex::encode(Self::token_hmac(kr, token));
         let json = serde_json::to_vec(p).map_err(|e| Error::Internal(e.to_string()))?;
-        let env = kr.seal(label::TOKEN_STORE, &Location::new("token", "auth/token", &id, 0), &json);
+        let env = kr.seal(
+            label::TOKEN_STORE,
+            &Location::new("token", "auth/token", &id, 0),
+            &json,
+        );
         Ok(Op::Put(format!("{TOKEN_PREFIX}{id}").into_bytes(), env))
     }
 
@@ -334,15 +421,31 @@ impl Vault {
     pub fn authenticate(&self, token: &str) -> Result<Arc<Principal>> {
         let kr = self.keyring()?;
         let mac = Self::token_hmac(&kr, token);
-        if let Some(p) = self.token_cache.read().unwrap_or_else(|p| p.into_inner()).get(&mac) {
+        if let Some(p) = self
+            .token_cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&mac)
+        {
             return Ok(p.clone());
         }
         let id = hex::encode(mac);
-        let env = self.store.get(format!("{TOKEN_PREFIX}{id}").as_bytes())?.ok_or(Error::BadToken)?;
-        let json = kr.open(label::TOKEN_STORE, &Location::new("token", "auth/token", &id, 0), &env)?;
-        let p: Principal = serde_json::from_slice(&json).map_err(|e| Error::Internal(format!("token record: {e}")))?;
+        let env = self
+            .store
+            .get(format!("{TOKEN_PREFIX}{id}").as_bytes())?
+            .ok_or(Error::BadToken)?;
+        let json = kr.open(
+            label::TOKEN_STORE,
+            &Location::new("token", "auth/token", &id, 0),
+            &env,
+        )?;
+        let p: Principal = serde_json::from_slice(&json)
+            .map_err(|e| Error::Internal(format!("token record: {e}")))?;
         let p = Arc::new(p);
-        self.token_cache.write().unwrap_or_else(|p| p.into_inner()).insert(mac, p.clone());
+        self.token_cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(mac, p.clone());
         Ok(p)
     }
 }
@@ -363,5 +466,8 @@ pub fn decode_share(s: &str) -> Option<Zeroizing<Vec<u8>>> {
     if let Ok(b) = hex::decode(s) {
         return Some(Zeroizing::new(b));
     }
-    base64::engine::general_purpose::STANDARD.decode(s).ok().map(Zeroizing::new)
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .ok()
+        .map(Zeroizing::new)
 }
