@@ -99,7 +99,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let alg = cfg.algorithm().context("encryption algorithm")?;
 
     let dev_state = if args.dev {
-        Some(dev_state(&cfg.data_dir, &store, args.dev_root_token.as_deref())?)
+        Some(dev_state(
+            &cfg.data_dir,
+            &store,
+            args.dev_root_token.as_deref(),
+        )?)
     } else {
         None
     };
@@ -217,7 +221,11 @@ fn announce(
     Ok(())
 }
 
-fn dev_state(dir: &Path, store: &SledStore, wanted_token: Option<&str>) -> anyhow::Result<DevState> {
+fn dev_state(
+    dir: &Path,
+    store: &SledStore,
+    wanted_token: Option<&str>,
+) -> anyhow::Result<DevState> {
     let path = dir.join(DEV_STATE_FILE);
     if path.exists() {
         let text = Zeroizing::new(
@@ -233,7 +241,10 @@ fn dev_state(dir: &Path, store: &SledStore, wanted_token: Option<&str>) -> anyho
     }
     if store.get(b"sys/seal-config")?.is_some() {
         // An existing production store: refuse rather than guess.
-        bail!("{} holds a vault initialized in production mode; dev mode will not open it", dir.display());
+        bail!(
+            "{} holds a vault initialized in production mode; dev mode will not open it",
+            dir.display()
+        );
     }
     if let Some(t) = wanted_token {
         if t.is_empty() || t.len() > 256 || t.chars().any(|c| c.is_control() || c.is_whitespace()) {

@@ -41,7 +41,7 @@ pub fn parse_seconds(s: &str) -> Result<u64, String> {
         };
         total_ns += num * unit_ns;
     }
-    if !total_ns.is_finite() || total_ns < 0.0 || total_ns > 1e19 {
+    if !total_ns.is_finite() || !(0.0..=1e19).contains(&total_ns) {
         return Err(invalid());
     }
     Ok((total_ns / 1e9) as u64)

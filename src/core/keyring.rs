@@ -26,6 +26,8 @@ pub struct Keyring {
     terms: BTreeMap<u32, Term>,
     active: u32,
     alg: Algorithm,
+    /// `stable_subkey(TOKEN_HMAC)`, derived once: every authenticated request needs it.
+    token_hmac_key: Key,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -60,6 +62,17 @@ const KEYRING_LOC: Location<'static> = Location {
 };
 
 impl Keyring {
+    fn build(terms: BTreeMap<u32, Term>, active: u32, alg: Algorithm) -> Keyring {
+        let first = terms.values().next().expect("a keyring always has a term");
+        let token_hmac_key = crypto::derive(&first.key, label::TOKEN_HMAC, "", "");
+        Keyring { terms, active, alg, token_hmac_key }
+    }
+
+    /// HMAC-SHA256 of a token under the token store key (stable across rotation).
+    pub fn token_hmac(&self, token: &[u8]) -> [u8; 32] {
+        crypto::hmac_sha256(&self.token_hmac_key, token)
+    }
+
     pub fn new(now: DateTime<Utc>, alg: Algorithm) -> Self {
         let mut terms = BTreeMap::new();
         terms.insert(
@@ -69,11 +82,7 @@ impl Keyring {
                 installed_at: now,
             },
         );
-        Keyring {
-            terms,
-            active: 1,
-            alg,
-        }
+        Keyring::build(terms, 1, alg)
     }
 
     pub fn active_term(&self) -> u32 {
@@ -112,11 +121,7 @@ impl Keyring {
                 installed_at: now,
             },
         );
-        Keyring {
-            terms,
-            active: next,
-            alg: self.alg,
-        }
+        Keyring::build(terms, next, self.alg)
     }
 
     /// The same terms, writing new envelopes with `alg`.
@@ -131,11 +136,7 @@ impl Keyring {
                 },
             );
         }
-        Keyring {
-            terms,
-            active: self.active,
-            alg,
-        }
+        Keyring::build(terms, self.active, alg)
     }
 
     /// Encrypts a value for `loc` under the active term's subkey for `purpose`.
@@ -220,11 +221,7 @@ impl Keyring {
         if !terms.contains_key(&stored.active) {
             return Err(CryptoError::Malformed);
         }
-        Ok(Keyring {
-            terms,
-            active: stored.active,
-            alg,
-        })
+        Ok(Keyring::build(terms, stored.active, alg))
     }
 }
 

@@ -80,6 +80,8 @@ pub struct MetadataUpdate {
     pub cas_required: Option<bool>,
     pub delete_version_after: Option<u64>,
     pub custom_metadata: Option<BTreeMap<String, String>>,
+    /// Keys to remove from custom_metadata (PATCH with `null` values).
+    pub remove_custom_metadata: Vec<String>,
 }
 
 /// Which versions an operation targets.
@@ -535,6 +537,12 @@ impl Vault {
             if merge_custom {
                 let m = meta.custom_metadata.get_or_insert_with(BTreeMap::new);
                 m.extend(c.clone());
+                for k in &upd.remove_custom_metadata {
+                    m.remove(k);
+                }
+                if m.is_empty() {
+                    meta.custom_metadata = None;
+                }
             } else {
                 meta.custom_metadata = if c.is_empty() { None } else { Some(c.clone()) };
             }

@@ -402,7 +402,7 @@ impl Vault {
     // ---------------------------------------------------------------- tokens
 
     fn token_hmac(kr: &Keyring, token: &str) -> [u8; 32] {
-        crypto::hmac_sha256(&kr.stable_subkey(label::TOKEN_HMAC), token.as_bytes())
+        kr.token_hmac(token.as_bytes())
     }
 
     fn token_put(&self, kr: &Keyring, token: &str, p: &Principal) -> Result<Op> {

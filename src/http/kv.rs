@@ -132,11 +132,12 @@ async fn data(
     }
 }
 
-fn custom_metadata(
-    body: &Map<String, Value>,
-) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+/// `custom_metadata` of a metadata write, and (for PATCH) the keys a `null` removes.
+type CustomMetadata = (Option<BTreeMap<String, String>>, Vec<String>);
+
+fn custom_metadata(body: &Map<String, Value>) -> Result<CustomMetadata, ApiError> {
     let m = match body.get("custom_metadata") {
-        None | Some(Value::Null) => return Ok(None),
+        None | Some(Value::Null) => return Ok((None, Vec::new())),
         Some(Value::Object(m)) => m,
         Some(other) => {
             return Err(ApiError::bad(format!(
@@ -151,7 +152,12 @@ fn custom_metadata(
         )));
     }
     let mut out = BTreeMap::new();
+    let mut removed = Vec::new();
     for (k, v) in m {
+        if v.is_null() {
+            removed.push(k.clone());
+            continue;
+        }
         if k.is_empty() || k.len() > MAX_CUSTOM_KEY_LEN {
             return Err(ApiError::bad(format!(
                 "custom_metadata: keys must be 1 to {MAX_CUSTOM_KEY_LEN} bytes"
@@ -175,15 +181,17 @@ fn custom_metadata(
         }
         out.insert(k.clone(), s);
     }
-    Ok(Some(out))
+    Ok((Some(out), removed))
 }
 
 fn metadata_update(body: &Map<String, Value>) -> Result<MetadataUpdate, ApiError> {
+    let (custom_metadata, remove_custom_metadata) = custom_metadata(body)?;
     Ok(MetadataUpdate {
         max_versions: request::field_u64(body, "max_versions")?,
         cas_required: request::field_bool(body, "cas_required")?,
         delete_version_after: request::field_duration(body, "delete_version_after")?,
-        custom_metadata: custom_metadata(body)?,
+        custom_metadata,
+        remove_custom_metadata,
     })
 }
 

@@ -75,11 +75,7 @@ async fn route(req: &HttpRequest, payload: web::Payload, st: &AppState) -> ApiRe
             "seal-status" => return sys::seal_status(&ctx, vault),
             "init" => return sys::init(req, &ctx, payload, st).await,
             "unseal" => return sys::unseal(req, &ctx, payload, st).await,
-            "seal" => {
-                if vault.is_sealed() {
-                    return sys::already_sealed(&ctx);
-                }
-            }
+            "seal" if vault.is_sealed() => return sys::already_sealed(&ctx),
             _ => {}
         }
     }

@@ -112,10 +112,16 @@ pub fn no_content() -> HttpResponse {
     empty(StatusCode::NO_CONTENT)
 }
 
+/// A random v4 UUID from the thread-local CSPRNG (no system call per request).
+pub fn request_id() -> String {
+    use rand::Rng;
+    uuid::Builder::from_random_bytes(rand::thread_rng().gen()).into_uuid().to_string()
+}
+
 /// The eight-key envelope of every non-status response.
 pub fn envelope(data: Value, warnings: Option<Vec<String>>) -> Value {
     json!({
-        "request_id": uuid::Uuid::new_v4().to_string(),
+        "request_id": request_id(),
         "lease_id": "",
         "renewable": false,
         "lease_duration": 0,

@@ -14,7 +14,11 @@ pub struct FaultyStore {
 
 impl FaultyStore {
     pub fn new(inner: Arc<dyn Store>) -> Self {
-        FaultyStore { inner, fail_writes: AtomicBool::new(false), fail_reads: AtomicBool::new(false) }
+        FaultyStore {
+            inner,
+            fail_writes: AtomicBool::new(false),
+            fail_reads: AtomicBool::new(false),
+        }
     }
     pub fn fail_writes(&self, on: bool) {
         self.fail_writes.store(on, Ordering::SeqCst);

@@ -31,7 +31,12 @@ impl fmt::Debug for Op {
     // Values are ciphertext, but keep them out of logs anyway: only keys and sizes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::Put(k, v) => write!(f, "Put({:?}, {} bytes)", String::from_utf8_lossy(k), v.len()),
+            Op::Put(k, v) => write!(
+                f,
+                "Put({:?}, {} bytes)",
+                String::from_utf8_lossy(k),
+                v.len()
+            ),
             Op::Delete(k) => write!(f, "Delete({:?})", String::from_utf8_lossy(k)),
         }
     }
@@ -85,9 +90,15 @@ pub mod conformance {
         let scanned = s.scan_prefix(b"p/").unwrap();
         assert_eq!(
             scanned,
-            vec![(b"p/a".to_vec(), b"A".to_vec()), (b"p/b".to_vec(), b"B".to_vec())]
+            vec![
+                (b"p/a".to_vec(), b"A".to_vec()),
+                (b"p/b".to_vec(), b"B".to_vec())
+            ]
         );
-        assert_eq!(s.keys_with_prefix(b"p/").unwrap(), vec![b"p/a".to_vec(), b"p/b".to_vec()]);
+        assert_eq!(
+            s.keys_with_prefix(b"p/").unwrap(),
+            vec![b"p/a".to_vec(), b"p/b".to_vec()]
+        );
         assert!(s.scan_prefix(b"zz").unwrap().is_empty());
 
         assert!(s.cas(b"c", None, Some(b"1")).unwrap());

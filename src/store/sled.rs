@@ -35,7 +35,11 @@ impl SledStore {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(io)?;
-        Ok(SledStore { db, flush: Mutex::new(FlushState::default()), flushed: Condvar::new() })
+        Ok(SledStore {
+            db,
+            flush: Mutex::new(FlushState::default()),
+            flushed: Condvar::new(),
+        })
     }
 
     /// Bytes on disk, for status output.
@@ -67,7 +71,11 @@ impl Store for SledStore {
     }
 
     fn keys_with_prefix(&self, prefix: &[u8]) -> StoreResult<Vec<Vec<u8>>> {
-        self.db.scan_prefix(prefix).keys().map(|r| r.map(|k| k.to_vec()).map_err(io)).collect()
+        self.db
+            .scan_prefix(prefix)
+            .keys()
+            .map(|r| r.map(|k| k.to_vec()).map_err(io))
+            .collect()
     }
 
     fn cas(&self, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> StoreResult<bool> {
