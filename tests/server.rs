@@ -335,7 +335,8 @@ fn auto_unseal_from_key_file_survives_restart() {
         200
     );
     let dir = srv.into_data_dir();
-    let srv = spawn_prod(dir, &extra);
+    // restart with the other AEAD: old values stay readable, new ones use AES-256-GCM
+    let srv = spawn_prod(dir, &format!("{extra}\nencryption = \"aes-256-gcm\""));
     let c = srv.client_without_token().with_token(Some(root));
     assert_eq!(
         c.request("GET", "/v1/sys/health", None).unwrap().status,
@@ -346,6 +347,21 @@ fn auto_unseal_from_key_file_survives_restart() {
         body(&c.request("GET", "/v1/secret/data/a", None).unwrap())["data"]["data"]["k"],
         "v"
     );
+    let ks = body(&c.request("GET", "/v1/sys/key-status", None).unwrap());
+    assert_eq!(ks["data"]["encryption"], "aes-256-gcm");
+    let w = c.request(
+        "PUT",
+        "/v1/secret/data/a",
+        Some(&json!({"data": {"k": "v2"}})),
+    );
+    assert_eq!(w.unwrap().status, 200);
+    let v1 = body(
+        &c.request("GET", "/v1/secret/data/a?version=1", None)
+            .unwrap(),
+    );
+    assert_eq!(v1["data"]["data"]["k"], "v");
+    let v2 = body(&c.request("GET", "/v1/secret/data/a", None).unwrap());
+    assert_eq!(v2["data"]["data"]["k"], "v2");
     // the share still works after a seal
     assert_eq!(c.request("PUT", "/v1/sys/seal", None).unwrap().status, 204);
     let s = body(
@@ -855,4 +871,163 @@ fn logs_never_contain_secret_values_or_tokens_even_at_trace() {
             "token in log line: {line}"
         );
     }
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_and_flushes() {
+    let mut srv = TestServer::spawn_dev();
+    let token = srv.token.clone();
+    let hostport = srv.addr.trim_start_matches("http://").to_string();
+    let body = br#"{"data":{"v":"written-during-shutdown"}}"#;
+    let mut s = TcpStream::connect(&hostport).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "PUT /v1/secret/data/graceful HTTP/1.1\r\nHost: x\r\nX-Vault-Token: {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &srv.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&body[10..]).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert_eq!(
+        status_of(&out),
+        200,
+        "in-flight request during shutdown: {out}"
+    );
+    let exit = srv
+        .wait_exit(Duration::from_secs(20))
+        .expect("server exits after SIGTERM");
+    assert!(exit.success(), "exit status {exit:?}\n{}", srv.output());
+    assert!(srv.output().contains("arca stopped"));
+    let dir = srv.into_data_dir();
+    let srv = TestServer::spawn_dev_in(dir);
+    let r = srv
+        .client()
+        .request("GET", "/v1/secret/data/graceful", None)
+        .unwrap();
+    assert_eq!(
+        body_json(&r)["data"]["data"]["v"],
+        "written-during-shutdown"
+    );
+}
+
+fn body_json(r: &arca::client::ApiResponse) -> Value {
+    r.json().unwrap_or(Value::Null)
+}
+
+/// Production mode over TLS with a generated CA and certificate.
+#[test]
+fn production_mode_over_tls_only() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = temp();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let ca_pem = dir.path().join("ca.pem");
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(dir.path().join("server.crt"), leaf.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), leaf_key.serialize_pem()).unwrap();
+    let cfg = dir.path().join("arca.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\ntls_cert_file = \"{0}/server.crt\"\ntls_key_file = \"{0}/server.key\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_string_lossy().into_owned();
+    let ca_copy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy(&ca_pem, ca_copy.path()).unwrap();
+    let srv = TestServer::spawn_with_args(dir, &["server", "--config", &cfg]);
+    assert!(srv.addr.starts_with("https://"), "{}", srv.addr);
+
+    let anon = Client::new(&srv.addr, None, Some(ca_copy.path())).unwrap();
+    let init = body_json(
+        &anon
+            .request(
+                "PUT",
+                "/v1/sys/init",
+                Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
+            )
+            .unwrap(),
+    );
+    let s = body_json(
+        &anon
+            .request(
+                "PUT",
+                "/v1/sys/unseal",
+                Some(&json!({"key": init["keys"][0]})),
+            )
+            .unwrap(),
+    );
+    assert_eq!(s["sealed"], false);
+    let c = anon.with_token(Some(init["root_token"].as_str().unwrap().to_string()));
+    assert_eq!(
+        c.request(
+            "PUT",
+            "/v1/secret/data/tls",
+            Some(&json!({"data": {"a": "b"}}))
+        )
+        .unwrap()
+        .status,
+        200
+    );
+    assert_eq!(
+        body_json(&c.request("GET", "/v1/secret/data/tls", None).unwrap())["data"]["data"]["a"],
+        "b"
+    );
+
+    // a client that does not trust the CA gets no answer
+    assert!(Client::new(&srv.addr, None, None)
+        .unwrap()
+        .request("GET", "/v1/sys/health", None)
+        .is_err());
+
+    let hostport = srv.addr.trim_start_matches("https://").to_string();
+    // plain HTTP to the TLS port gets no data
+    let mut s = TcpStream::connect(&hostport).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        !text.contains("initialized") && !text.starts_with("HTTP/1.1 200"),
+        "plain HTTP got: {text}"
+    );
+
+    // a TLS 1.1 ClientHello (no supported_versions extension) is refused with an alert
+    let mut hello = vec![0x01, 0, 0, 0, 0x03, 0x02];
+    hello.extend_from_slice(&[0x42; 32]); // random
+    hello.push(0); // session id
+    hello.extend_from_slice(&[0x00, 0x04, 0xc0, 0x2f, 0x00, 0x2f]); // cipher suites
+    hello.extend_from_slice(&[0x01, 0x00]); // compression: null
+    let hs_len = (hello.len() - 4) as u32;
+    hello[1..4].copy_from_slice(&hs_len.to_be_bytes()[1..]);
+    let mut record = vec![0x16, 0x03, 0x02];
+    record.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+    record.extend_from_slice(&hello);
+    let mut s = TcpStream::connect(&hostport).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&record).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(!out.is_empty(), "no answer to a TLS 1.1 hello");
+    assert_eq!(out[0], 0x15, "expected a TLS alert record, got {out:02x?}");
 }

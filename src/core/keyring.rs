@@ -65,7 +65,12 @@ impl Keyring {
     fn build(terms: BTreeMap<u32, Term>, active: u32, alg: Algorithm) -> Keyring {
         let first = terms.values().next().expect("a keyring always has a term");
         let token_hmac_key = crypto::derive(&first.key, label::TOKEN_HMAC, "", "");
-        Keyring { terms, active, alg, token_hmac_key }
+        Keyring {
+            terms,
+            active,
+            alg,
+            token_hmac_key,
+        }
     }
 
     /// HMAC-SHA256 of a token under the token store key (stable across rotation).

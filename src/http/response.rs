@@ -115,7 +115,9 @@ pub fn no_content() -> HttpResponse {
 /// A random v4 UUID from the thread-local CSPRNG (no system call per request).
 pub fn request_id() -> String {
     use rand::Rng;
-    uuid::Builder::from_random_bytes(rand::thread_rng().gen()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(rand::thread_rng().gen())
+        .into_uuid()
+        .to_string()
 }
 
 /// The eight-key envelope of every non-status response.

@@ -202,7 +202,7 @@ pub async fn route(
                 let (term, installed, terms) = vault.key_status()?;
                 Ok(response::ok_with_top_level(json!({
                     "term": term, "install_time": installed, "terms": terms,
-                    "encryption": format!("{:?}", vault.keyring()?.algorithm()),
+                    "encryption": vault.keyring()?.algorithm(),
                 })))
             }
             _ => Err(ApiError::method_not_allowed()),

@@ -240,6 +240,23 @@ impl TestServer {
         run_cmd(self.cli().args(args), Some(input))
     }
 
+    /// The server's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGKILL: no graceful shutdown, no final flush.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
