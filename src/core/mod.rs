@@ -5,6 +5,7 @@ pub mod duration;
 pub mod error;
 pub mod keyring;
 pub mod kv;
+pub mod policy;
 pub mod shamir;
 pub mod vault;
 
