@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::core::clock::SystemClock;
 use crate::core::crypto::Key;
-use crate::core::vault::generate_token;
+use crate::core::token::generate_token;
 use crate::core::Vault;
 use crate::http::{self, AppState};
 use crate::store::sled::SledStore;
@@ -149,6 +149,7 @@ async fn serve(
     dev: Option<&DevState>,
 ) -> anyhow::Result<()> {
     let limits = cfg.limits.clone();
+    let tidy_vault = state.vault.clone();
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
@@ -172,6 +173,23 @@ async fn serve(
             .with_context(|| format!("binding {}", cfg.listen))?
     };
     let addr: SocketAddr = *server.addrs().first().context("no listening address")?;
+    // Expired tokens are refused at once; this removes them from the store, at start and
+    // every minute.
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if tidy_vault.is_sealed() {
+                continue;
+            }
+            let v = tidy_vault.clone();
+            match actix_web::rt::task::spawn_blocking(move || v.token_tidy()).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "token tidy failed"),
+                Err(e) => tracing::warn!(error = %e, "token tidy task failed"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    });
     announce(scheme, addr, cfg, dev)?;
     server.run().await.context("HTTP server")?;
     Ok(())

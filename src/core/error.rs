@@ -18,6 +18,10 @@ pub enum Error {
     /// Valid token, but the policy denies the operation.
     #[error("permission denied")]
     PermissionDenied,
+    /// Valid token, but the request would widen its privileges (a child token with more
+    /// policies, a longer TTL or more uses): 403 with the reason.
+    #[error("{0}")]
+    Forbidden(String),
     /// Not found, with no message (`404 {"errors":[]}`).
     #[error("not found")]
     NotFound,

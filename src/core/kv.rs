@@ -500,6 +500,12 @@ impl Vault {
         Ok(())
     }
 
+    /// Does the key have metadata (for create-versus-update ACL checks)?
+    pub fn kv_exists(&self, mount: &str, path: &str) -> Result<bool> {
+        self.keyring()?;
+        Ok(self.store.get(&meta_key(mount, path))?.is_some())
+    }
+
     pub fn kv_read_metadata(&self, mount: &str, path: &str) -> Result<KeyMeta> {
         self.load_meta(mount, path)?.ok_or(Error::NotFound)
     }

@@ -5,9 +5,12 @@ pub mod duration;
 pub mod error;
 pub mod keyring;
 pub mod kv;
+pub mod policies;
 pub mod policy;
 pub mod shamir;
+pub mod token;
 pub mod vault;
 
 pub use error::{Error, Result};
-pub use vault::{Principal, Vault};
+pub use token::TokenEntry;
+pub use vault::Vault;

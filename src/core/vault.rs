@@ -12,13 +12,14 @@ use super::clock::{rfc3339, Clock};
 use super::crypto::{self, label, Algorithm, Key, Location};
 use super::error::{Error, Result};
 use super::keyring::Keyring;
+use super::policy::{Acl, Policy};
 use super::shamir;
+use super::token::TokenEntry;
 use crate::store::{Op, Store};
 
 const SEAL_CONFIG: &[u8] = b"sys/seal-config";
 const KEYRING: &[u8] = b"sys/keyring";
 const AUTO_UNSEAL: &[u8] = b"sys/auto-unseal";
-const TOKEN_PREFIX: &str = "tok/id/";
 const AUTO_UNSEAL_LOC: Location<'static> = Location {
     kind: "auto-unseal",
     mount: "sys",
@@ -69,29 +70,21 @@ pub struct InitOutput {
     pub root_token: Zeroizing<String>,
 }
 
-/// Who is calling, after token authentication.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Principal {
-    pub accessor: String,
-    pub policies: Vec<String>,
-    pub display_name: String,
-    pub created_at: i64,
-}
-
-impl Principal {
-    pub fn is_root(&self) -> bool {
-        self.policies.iter().any(|p| p == "root")
-    }
-}
-
 pub struct Vault {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     alg: RwLock<Algorithm>,
     state: RwLock<State>,
     auto_unseal: Option<Key>,
-    /// Token HMAC -> principal, filled on first use. Cleared on seal.
-    token_cache: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
+    /// Token HMAC -> entry, for tokens without a use limit. Cleared on seal and revoke.
+    pub(crate) token_cache: RwLock<HashMap<[u8; 32], Arc<TokenEntry>>>,
+    /// Serializes use-counting, renewal and revocation of one token (striped by HMAC).
+    pub(crate) token_locks: Vec<Mutex<()>>,
+    /// Parsed policies by name, and ACLs by policy set; cleared on any policy write.
+    pub(crate) policy_cache: RwLock<HashMap<String, Arc<Policy>>>,
+    pub(crate) acl_cache: RwLock<HashMap<Vec<String>, Arc<Acl>>>,
+    /// Bumped by every policy write, so a cache fill racing a write is not kept.
+    pub(crate) policy_gen: std::sync::atomic::AtomicU64,
     /// Serializes read-modify-write of one KV key's metadata (striped by path hash).
     pub(crate) kv_locks: Vec<Mutex<()>>,
     rotate_lock: Mutex<()>,
@@ -99,20 +92,6 @@ pub struct Vault {
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-/// 256-bit random token with the `arca.` prefix.
-pub fn generate_token() -> Zeroizing<String> {
-    let k = Key::generate();
-    Zeroizing::new(format!(
-        "arca.{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.expose())
-    ))
-}
-
-fn generate_accessor() -> String {
-    let k = Key::generate();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&k.expose()[..18])
 }
 
 impl Vault {
@@ -141,6 +120,10 @@ impl Vault {
             auto_unseal,
             token_cache: RwLock::new(HashMap::new()),
             kv_locks: (0..64).map(|_| Mutex::new(())).collect(),
+            token_locks: (0..64).map(|_| Mutex::new(())).collect(),
+            policy_cache: RwLock::new(HashMap::new()),
+            acl_cache: RwLock::new(HashMap::new()),
+            policy_gen: std::sync::atomic::AtomicU64::new(0),
             rotate_lock: Mutex::new(()),
         })
     }
@@ -221,14 +204,9 @@ impl Vault {
         let keyring = Keyring::new(now, alg);
         let token = match root_token {
             Some(t) => Zeroizing::new(t.to_string()),
-            None => generate_token(),
+            None => super::token::generate_token(),
         };
-        let principal = Principal {
-            accessor: generate_accessor(),
-            policies: vec!["root".into()],
-            display_name: "root".into(),
-            created_at: now.timestamp(),
-        };
+        let root_entry = TokenEntry::root(now);
         let cfg = SealConfig {
             secret_shares: shares,
             secret_threshold: threshold,
@@ -239,10 +217,14 @@ impl Vault {
             ),
             cluster_id: uuid::Uuid::new_v4().to_string(),
         };
-        let mut ops = vec![
-            Op::Put(KEYRING.to_vec(), keyring.to_envelope(&root)),
-            self.token_put(&keyring, &token, &principal)?,
-        ];
+        let mut ops = vec![Op::Put(KEYRING.to_vec(), keyring.to_envelope(&root))];
+        ops.extend(self.token_put_ops(
+            &keyring,
+            &keyring.token_hmac(token.as_bytes()),
+            &root_entry,
+            None,
+        )?);
+        ops.push(self.policy_put_op(&keyring, "default", super::policy::DEFAULT_POLICY)?);
         if let Some(kek) = &self.auto_unseal {
             let sub = crypto::derive(kek, label::AUTO_UNSEAL, "sys", "root-key");
             ops.push(Op::Put(
@@ -397,56 +379,6 @@ impl Vault {
     pub fn key_status(&self) -> Result<(u32, String, usize)> {
         let kr = self.keyring()?;
         Ok((kr.active_term(), kr.installed_at(), kr.term_count()))
-    }
-
-    // ---------------------------------------------------------------- tokens
-
-    fn token_hmac(kr: &Keyring, token: &str) -> [u8; 32] {
-        kr.token_hmac(token.as_bytes())
-    }
-
-    fn token_put(&self, kr: &Keyring, token: &str, p: &Principal) -> Result<Op> {
-        let id = hex::encode(Self::token_hmac(kr, token));
-        let json = serde_json::to_vec(p).map_err(|e| Error::Internal(e.to_string()))?;
-        let env = kr.seal(
-            label::TOKEN_STORE,
-            &Location::new("token", "auth/token", &id, 0),
-            &json,
-        );
-        Ok(Op::Put(format!("{TOKEN_PREFIX}{id}").into_bytes(), env))
-    }
-
-    /// Looks a token up. Unknown tokens are `BadToken`. Lookup is by HMAC, so the comparison
-    /// never touches the clear token.
-    pub fn authenticate(&self, token: &str) -> Result<Arc<Principal>> {
-        let kr = self.keyring()?;
-        let mac = Self::token_hmac(&kr, token);
-        if let Some(p) = self
-            .token_cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&mac)
-        {
-            return Ok(p.clone());
-        }
-        let id = hex::encode(mac);
-        let env = self
-            .store
-            .get(format!("{TOKEN_PREFIX}{id}").as_bytes())?
-            .ok_or(Error::BadToken)?;
-        let json = kr.open(
-            label::TOKEN_STORE,
-            &Location::new("token", "auth/token", &id, 0),
-            &env,
-        )?;
-        let p: Principal = serde_json::from_slice(&json)
-            .map_err(|e| Error::Internal(format!("token record: {e}")))?;
-        let p = Arc::new(p);
-        self.token_cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(mac, p.clone());
-        Ok(p)
     }
 }
 

@@ -3,9 +3,11 @@
 //! parse, call `core`, and shape the response.
 
 pub mod kv;
+pub mod policy;
 pub mod request;
 pub mod response;
 pub mod sys;
+pub mod token;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,8 +15,11 @@ use std::time::Instant;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::config::Limits;
-use crate::core::{Error, Principal, Vault};
-use request::Ctx;
+use std::net::IpAddr;
+
+use crate::core::policy::{Acl, Caps};
+use crate::core::{Error, TokenEntry, Vault};
+use request::{Ctx, Op};
 use response::{ApiError, ApiResult};
 
 /// Shared state of all workers.
@@ -49,14 +54,104 @@ async fn dispatch(
     resp
 }
 
-/// Authenticates the caller. Until policies land, only root tokens are authorized.
-fn authorize(ctx: &Ctx, vault: &Vault) -> Result<Arc<Principal>, ApiError> {
-    let token = ctx.token.as_ref().ok_or(Error::BadToken)?;
-    let p = vault.authenticate(token)?;
-    if !p.is_root() {
+/// The authenticated caller of a request.
+pub struct Caller {
+    pub entry: Arc<TokenEntry>,
+    pub token: zeroize::Zeroizing<String>,
+    pub acl: Arc<Acl>,
+    pub remote: Option<IpAddr>,
+}
+
+impl Caller {
+    /// Root, or `sudo` on `path`.
+    pub fn has_sudo(&self, path: &str) -> bool {
+        self.acl.is_root() || self.acl.capabilities(path).0.contains(Caps::SUDO)
+    }
+}
+
+/// Paths where a write is `create` when the target does not exist and `update` when it does
+/// (§9 of the contract); `None` elsewhere.
+fn target_exists(vault: &Vault, path: &str) -> Result<Option<bool>, Error> {
+    if let Some(rest) = path
+        .strip_prefix("secret/data/")
+        .or_else(|| path.strip_prefix("secret/metadata/"))
+    {
+        return vault.kv_exists("secret", rest).map(Some);
+    }
+    if let Some(name) = path.strip_prefix("auth/token/roles/") {
+        return Ok(Some(
+            vault
+                .token_role_get(name)
+                .map(|r| r.is_some())
+                .unwrap_or(false),
+        ));
+    }
+    Ok(None)
+}
+
+/// Paths that need `sudo` besides the capability.
+fn needs_sudo(path: &str) -> bool {
+    matches!(
+        path,
+        "sys/seal" | "sys/rotate" | "sys/key-status" | "sys/audit"
+    ) || path.starts_with("sys/audit/")
+}
+
+/// The capability a request needs, and the path it is checked on.
+fn required(ctx: &Ctx, vault: &Vault) -> Result<(Caps, String), Error> {
+    let path = ctx.path.clone();
+    Ok(match ctx.op {
+        Op::Read | Op::Head => (Caps::READ, path),
+        Op::List => {
+            // LIST is checked on the folder with a trailing '/'
+            let p = if path.ends_with('/') {
+                path
+            } else {
+                format!("{path}/")
+            };
+            (Caps::LIST, p)
+        }
+        Op::Delete => (Caps::DELETE, path),
+        Op::Patch => (Caps::PATCH, path),
+        // hvac reads lookup-self with GET; POST does the same and needs the same grant
+        Op::Write if path == "auth/token/lookup-self" => (Caps::READ, path),
+        Op::Write => match target_exists(vault, &path)? {
+            Some(false) => (Caps::CREATE, path),
+            _ => (Caps::UPDATE, path),
+        },
+        Op::Other => (Caps::NONE, path),
+    })
+}
+
+/// Authenticates the token and checks the ACL. Token failures are `permission denied`;
+/// an ACL denial is the multierror form (§2).
+async fn authorize(req: &HttpRequest, ctx: &Ctx, st: &AppState) -> Result<Caller, ApiError> {
+    let token = ctx.token.clone().ok_or(Error::BadToken)?;
+    let remote = req.peer_addr().map(|a| a.ip());
+    let vault = st.vault.clone();
+    let entry = match vault.authenticate_cached(&token, remote)? {
+        Some(e) => e,
+        // Not cached: a use-limited token writes its count durably, off the async workers.
+        None => {
+            let t = token.clone();
+            blocking(move || vault.authenticate(&t, remote)).await?
+        }
+    };
+    let acl = st.vault.acl(&entry.policies)?;
+    let (cap, path) = required(ctx, &st.vault)?;
+    if cap.is_empty() {
+        return Err(ApiError::method_not_allowed());
+    }
+    let d = acl.check(&path, cap, needs_sudo(&ctx.path));
+    if !d.allowed {
         return Err(Error::PermissionDenied.into());
     }
-    Ok(p)
+    Ok(Caller {
+        entry,
+        token,
+        acl,
+        remote,
+    })
 }
 
 async fn route(req: &HttpRequest, payload: web::Payload, st: &AppState) -> ApiResult {
@@ -82,11 +177,22 @@ async fn route(req: &HttpRequest, payload: web::Payload, st: &AppState) -> ApiRe
     if vault.is_sealed() {
         return Err(Error::Sealed.into());
     }
-    let _principal = authorize(&ctx, vault)?;
+    let caller = authorize(req, &ctx, st).await?;
 
     match first {
+        "sys"
+            if rest.starts_with("policies/")
+                || rest == "policy"
+                || rest.starts_with("policy/")
+                || rest == "capabilities-self" =>
+        {
+            policy::route(req, &ctx, rest, payload, st, &caller).await
+        }
         "sys" => sys::route(req, &ctx, rest, payload, st).await,
         "secret" => kv::route(req, &ctx, "secret", rest, payload, st).await,
+        "auth" if rest.starts_with("token/") => {
+            token::route(req, &ctx, &rest["token/".len()..], payload, st, &caller).await
+        }
         _ => Err(ApiError::status(
             404,
             format!("no handler for route \"{path}\". route entry not found."),

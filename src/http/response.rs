@@ -60,6 +60,7 @@ impl ApiError {
                     StatusCode::FORBIDDEN,
                     vec!["1 error occurred:\n\t* permission denied\n\n".into()],
                 ),
+                Error::Forbidden(m) => (StatusCode::FORBIDDEN, vec![m]),
                 Error::NotFound => (StatusCode::NOT_FOUND, vec![]),
                 Error::Integrity(e) => {
                     tracing::error!(error = %e, "stored record failed its integrity check");
@@ -132,6 +133,29 @@ pub fn envelope(data: Value, warnings: Option<Vec<String>>) -> Value {
         "warnings": warnings,
         "auth": null,
     })
+}
+
+/// An envelope with an `auth` block (logins, token create and renew).
+pub fn auth(auth: Value, warnings: Vec<String>) -> HttpResponse {
+    let mut env = envelope(
+        Value::Null,
+        if warnings.is_empty() {
+            None
+        } else {
+            Some(warnings)
+        },
+    );
+    env["auth"] = auth;
+    raw(StatusCode::OK, &env)
+}
+
+/// 200 with `data: null` and warnings, or 204 when there is nothing to say (§1).
+pub fn warnings_or_no_content(warnings: Vec<String>) -> HttpResponse {
+    if warnings.is_empty() {
+        no_content()
+    } else {
+        raw(StatusCode::OK, &envelope(Value::Null, Some(warnings)))
+    }
 }
 
 pub fn ok(data: Value) -> HttpResponse {

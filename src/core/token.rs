@@ -1,0 +1,1113 @@
+//! Tokens: issue, authenticate, look up, renew, revoke (with descendants), tidy; token roles.
+//!
+//! Tokens are 256-bit random strings with the `arca.` prefix. Only their HMAC (under a
+//! keyring subkey) is stored. Store layout:
+//! - `tok/id/<hmac hex>`                  the entry (encrypted)
+//! - `tok/acc/<accessor>`                 -> hmac hex (accessor index)
+//! - `tok/parent/<parent acc>/<child acc>` children, for cascading revocation
+//! - `tok/exp/<unix secs, 20 digits>/<accessor>` expiry index, for tidy
+//! - `tokrole/<name>`                     token roles (encrypted)
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::crypto::{label, Key, Location};
+use super::error::{Error, Result};
+use super::keyring::Keyring;
+use super::policies::is_root_name;
+use super::policy::normalize_name;
+use super::vault::Vault;
+use crate::store::Op;
+
+/// Vault's system default and maximum TTL: 768h.
+pub const SYSTEM_MAX_TTL: u64 = 2_764_800;
+
+const ID: &str = "tok/id/";
+const ACC: &str = "tok/acc/";
+const PARENT: &str = "tok/parent/";
+const EXP: &str = "tok/exp/";
+const ROLE: &str = "tokrole/";
+
+/// A stored token (never the token itself).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenEntry {
+    pub accessor: String,
+    /// Sorted; `default` included unless `no_default_policy`; `["root"]` for root tokens.
+    pub policies: Vec<String>,
+    pub parent: Option<String>,
+    pub display_name: String,
+    pub meta: Option<BTreeMap<String, String>>,
+    pub creation_time: DateTime<Utc>,
+    /// Seconds granted at creation (0 = no expiry).
+    pub creation_ttl: u64,
+    /// Seconds granted by the last creation or renewal.
+    pub ttl: u64,
+    pub expire_at: Option<DateTime<Utc>>,
+    /// Renewals never go past this.
+    pub max_expire_at: Option<DateTime<Utc>>,
+    pub explicit_max_ttl: u64,
+    /// Remaining uses; 0 = unlimited.
+    pub num_uses: u64,
+    pub renewable: bool,
+    pub period: u64,
+    pub orphan: bool,
+    pub path: String,
+    pub role: Option<String>,
+    pub bound_cidrs: Vec<String>,
+    pub last_renewal: Option<DateTime<Utc>>,
+    /// token, approle, cert
+    pub auth_method: String,
+}
+
+impl TokenEntry {
+    pub fn root(now: DateTime<Utc>) -> TokenEntry {
+        TokenEntry {
+            accessor: generate_accessor(),
+            policies: vec!["root".into()],
+            parent: None,
+            display_name: "root".into(),
+            meta: None,
+            creation_time: now,
+            creation_ttl: 0,
+            ttl: 0,
+            expire_at: None,
+            max_expire_at: None,
+            explicit_max_ttl: 0,
+            num_uses: 0,
+            renewable: false,
+            period: 0,
+            orphan: true,
+            path: "auth/token/root".into(),
+            role: None,
+            bound_cidrs: Vec::new(),
+            last_renewal: None,
+            auth_method: "token".into(),
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.policies.iter().any(|p| p == "root")
+    }
+
+    pub fn remaining(&self, now: DateTime<Utc>) -> Option<u64> {
+        self.expire_at
+            .map(|e| (e - now).num_seconds().max(0) as u64)
+    }
+
+    fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expire_at.is_some_and(|e| e <= now)
+    }
+
+    fn cidr_allows(&self, remote: Option<IpAddr>) -> bool {
+        if self.bound_cidrs.is_empty() {
+            return true;
+        }
+        let Some(ip) = remote else { return false };
+        self.bound_cidrs.iter().any(|c| cidr_contains(c, ip))
+    }
+
+    /// The contract's `lookup-self` data. `id` is the token when the caller presented it.
+    pub fn lookup_json(&self, id: &str, now: DateTime<Utc>) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "accessor": self.accessor,
+            "creation_time": self.creation_time.timestamp(),
+            "creation_ttl": self.creation_ttl,
+            "display_name": self.display_name,
+            "entity_id": "",
+            "expire_time": self.expire_at.map(super::clock::rfc3339),
+            "explicit_max_ttl": self.explicit_max_ttl,
+            "id": id,
+            "issue_time": super::clock::rfc3339(self.creation_time),
+            "meta": self.meta,
+            "num_uses": self.num_uses,
+            "orphan": self.orphan,
+            "path": self.path,
+            "policies": self.policies,
+            "renewable": self.renewable,
+            "ttl": self.remaining(now).unwrap_or(0),
+            "type": "service",
+        });
+        if let Some(r) = &self.role {
+            v["role"] = serde_json::json!(r);
+        }
+        if !self.bound_cidrs.is_empty() {
+            v["bound_cidrs"] = serde_json::json!(self.bound_cidrs);
+        }
+        if let Some(t) = self.last_renewal {
+            v["last_renewal"] = serde_json::json!(super::clock::rfc3339(t));
+            v["last_renewal_time"] = serde_json::json!(t.timestamp());
+        }
+        if self.period > 0 {
+            v["period"] = serde_json::json!(self.period);
+        }
+        v
+    }
+
+    /// The contract's `auth` block of a login or token create.
+    pub fn auth_json(&self, token: &str) -> serde_json::Value {
+        serde_json::json!({
+            "client_token": token,
+            "accessor": self.accessor,
+            "policies": self.policies,
+            "token_policies": self.policies,
+            "metadata": self.meta,
+            "lease_duration": self.ttl,
+            "renewable": self.renewable,
+            "entity_id": "",
+            "token_type": "service",
+            "orphan": self.orphan,
+            "mfa_requirement": null,
+            "num_uses": self.num_uses,
+        })
+    }
+}
+
+/// Is `ip` inside `cidr` (`10.0.0.0/8`, or a bare address)?
+pub fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
+    if let Ok(net) = cidr.parse::<ipnet::IpNet>() {
+        return net.contains(&ip);
+    }
+    cidr.parse::<IpAddr>().is_ok_and(|a| a == ip)
+}
+
+/// Parses and normalizes CIDRs (`127.0.0.1/32` -> `127.0.0.1`), as Vault shows them.
+pub fn normalize_cidrs(list: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for c in list.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
+        if let Ok(ip) = c.parse::<IpAddr>() {
+            out.push(ip.to_string());
+        } else if let Ok(net) = c.parse::<ipnet::IpNet>() {
+            let net = net.trunc();
+            if net.prefix_len() == net.max_prefix_len() {
+                out.push(net.addr().to_string());
+            } else {
+                out.push(net.to_string());
+            }
+        } else {
+            return Err(Error::bad(format!("invalid CIDR block {c:?}")));
+        }
+    }
+    Ok(out)
+}
+
+/// 256-bit random token with the `arca.` prefix.
+pub fn generate_token() -> Zeroizing<String> {
+    let k = Key::generate();
+    Zeroizing::new(format!(
+        "arca.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.expose())
+    ))
+}
+
+/// 24 characters, like Vault's accessors.
+pub fn generate_accessor() -> String {
+    let k = Key::generate();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&k.expose()[..18])
+}
+
+/// What a caller asks for when creating a token.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    pub policies: Option<Vec<String>>,
+    pub ttl: Option<u64>,
+    pub explicit_max_ttl: Option<u64>,
+    pub num_uses: u64,
+    pub renewable: Option<bool>,
+    pub no_parent: bool,
+    pub no_default_policy: bool,
+    pub meta: Option<BTreeMap<String, String>>,
+    pub display_name: Option<String>,
+    pub period: Option<u64>,
+    pub bound_cidrs: Vec<String>,
+}
+
+/// A token role (`auth/token/roles/:name`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TokenRole {
+    pub name: String,
+    pub allowed_policies: Vec<String>,
+    pub disallowed_policies: Vec<String>,
+    pub orphan: bool,
+    pub renewable: bool,
+    pub path_suffix: String,
+    pub token_ttl: u64,
+    pub token_max_ttl: u64,
+    pub token_explicit_max_ttl: u64,
+    pub token_period: u64,
+    pub token_num_uses: u64,
+    pub token_no_default_policy: bool,
+    pub token_bound_cidrs: Vec<String>,
+}
+
+impl TokenRole {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "allowed_policies": self.allowed_policies,
+            "allowed_policies_glob": [],
+            "disallowed_policies": self.disallowed_policies,
+            "disallowed_policies_glob": [],
+            "allowed_entity_aliases": null,
+            "orphan": self.orphan,
+            "renewable": self.renewable,
+            "path_suffix": self.path_suffix,
+            "explicit_max_ttl": 0,
+            "period": 0,
+            "token_ttl": self.token_ttl,
+            "token_max_ttl": self.token_max_ttl,
+            "token_explicit_max_ttl": self.token_explicit_max_ttl,
+            "token_period": self.token_period,
+            "token_num_uses": self.token_num_uses,
+            "token_no_default_policy": self.token_no_default_policy,
+            "token_bound_cidrs": self.token_bound_cidrs,
+            "token_type": "default-service",
+        })
+    }
+}
+
+/// What issuing a token produced. The token is shown once and never stored.
+pub struct Issued {
+    pub token: Zeroizing<String>,
+    pub entry: TokenEntry,
+    pub warnings: Vec<String>,
+}
+
+/// Who asks for a token, and how much they may do.
+pub struct Issuer<'a> {
+    /// The parent token (None for logins: AppRole, certificates).
+    pub parent: Option<&'a TokenEntry>,
+    /// Root, or sudo on the create path: may make orphans and periodic tokens.
+    pub privileged: bool,
+    /// Creation path shown by lookup (`auth/token/create`, `auth/approle/login`, ...).
+    pub path: String,
+    pub auth_method: &'static str,
+}
+
+fn dur(secs: u64) -> String {
+    super::kv::go_duration(secs)
+}
+
+fn lock_index(mac: &[u8; 32], n: usize) -> usize {
+    (u16::from_be_bytes([mac[0], mac[1]]) as usize) % n
+}
+
+fn id_loc(id: &str) -> Location<'_> {
+    Location::new("token", "auth/token", id, 0)
+}
+
+impl Vault {
+    /// The store ops that write `entry` for the token with HMAC `mac`.
+    pub(crate) fn token_put_ops(
+        &self,
+        kr: &Keyring,
+        mac: &[u8; 32],
+        entry: &TokenEntry,
+        old: Option<&TokenEntry>,
+    ) -> Result<Vec<Op>> {
+        let id = hex::encode(mac);
+        let json = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut ops = vec![
+            Op::Put(
+                format!("{ID}{id}").into_bytes(),
+                kr.seal(label::TOKEN_STORE, &id_loc(&id), &json),
+            ),
+            Op::Put(
+                format!("{ACC}{}", entry.accessor).into_bytes(),
+                id.clone().into_bytes(),
+            ),
+        ];
+        if let Some(p) = &entry.parent {
+            ops.push(Op::Put(
+                format!("{PARENT}{p}/{}", entry.accessor).into_bytes(),
+                Vec::new(),
+            ));
+        }
+        if let Some(old_exp) = old.and_then(|o| o.expire_at) {
+            ops.push(Op::Delete(exp_key(old_exp, &entry.accessor)));
+        }
+        if let Some(e) = entry.expire_at {
+            ops.push(Op::Put(exp_key(e, &entry.accessor), Vec::new()));
+        }
+        Ok(ops)
+    }
+
+    fn token_load(&self, kr: &Keyring, mac: &[u8; 32]) -> Result<Option<TokenEntry>> {
+        let id = hex::encode(mac);
+        let Some(env) = self.store.get(format!("{ID}{id}").as_bytes())? else {
+            return Ok(None);
+        };
+        let json = kr.open(label::TOKEN_STORE, &id_loc(&id), &env)?;
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("token record: {e}")))
+    }
+
+    fn mac_of_accessor(&self, accessor: &str) -> Result<Option<[u8; 32]>> {
+        if accessor.is_empty() || accessor.contains('/') {
+            return Ok(None);
+        }
+        let Some(hexid) = self.store.get(format!("{ACC}{accessor}").as_bytes())? else {
+            return Ok(None);
+        };
+        let raw =
+            hex::decode(&hexid).map_err(|_| Error::Internal("accessor index corrupt".into()))?;
+        raw.try_into()
+            .map(Some)
+            .map_err(|_| Error::Internal("accessor index corrupt".into()))
+    }
+
+    /// Authenticates a token presented with a request from `remote`. Expired, revoked,
+    /// unknown and CIDR-mismatched tokens are all `BadToken`. A token with `num_uses` has one
+    /// use consumed durably before this returns; others cost no store write.
+    pub fn authenticate(&self, token: &str, remote: Option<IpAddr>) -> Result<Arc<TokenEntry>> {
+        let kr = self.keyring()?;
+        let mac = kr.token_hmac(token.as_bytes());
+        let now = self.now();
+        let cached = self
+            .token_cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&mac)
+            .cloned();
+        if let Some(e) = cached {
+            if e.expired(now) || !e.cidr_allows(remote) {
+                return Err(Error::BadToken);
+            }
+            return Ok(e);
+        }
+        let entry = self.token_load(&kr, &mac)?.ok_or(Error::BadToken)?;
+        if entry.expired(now) || !entry.cidr_allows(remote) {
+            return Err(Error::BadToken);
+        }
+        if entry.num_uses == 0 {
+            let e = Arc::new(entry);
+            self.token_cache
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(mac, e.clone());
+            return Ok(e);
+        }
+        // Use-limited: count under the token's lock, durably, before serving.
+        let _g = self.token_locks[lock_index(&mac, self.token_locks.len())]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut entry = self.token_load(&kr, &mac)?.ok_or(Error::BadToken)?;
+        if entry.num_uses == 0 {
+            return Err(Error::BadToken);
+        }
+        entry.num_uses -= 1;
+        if entry.num_uses == 0 {
+            // The last use: revoke now (with descendants); this request is still served.
+            self.revoke_tree_locked(&kr, &entry.accessor)?;
+        } else {
+            self.store
+                .batch(self.token_put_ops(&kr, &mac, &entry, None)?)?;
+            self.store.sync()?;
+        }
+        Ok(Arc::new(entry))
+    }
+
+    /// The fast path of `authenticate`: answers from the cache only (no store access).
+    /// `Ok(None)` means "not cached": call `authenticate`.
+    pub fn authenticate_cached(
+        &self,
+        token: &str,
+        remote: Option<IpAddr>,
+    ) -> Result<Option<Arc<TokenEntry>>> {
+        let kr = self.keyring()?;
+        let mac = kr.token_hmac(token.as_bytes());
+        let cached = self
+            .token_cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&mac)
+            .cloned();
+        match cached {
+            Some(e) if e.expired(self.now()) || !e.cidr_allows(remote) => Err(Error::BadToken),
+            other => Ok(other),
+        }
+    }
+
+    /// Looks a token up without consuming a use (for `auth/token/lookup`). `BadToken` if it
+    /// does not exist or has expired.
+    pub fn token_lookup(&self, token: &str) -> Result<TokenEntry> {
+        let kr = self.keyring()?;
+        let e = self
+            .token_load(&kr, &kr.token_hmac(token.as_bytes()))?
+            .ok_or(Error::BadToken)?;
+        if e.expired(self.now()) {
+            return Err(Error::BadToken);
+        }
+        Ok(e)
+    }
+
+    pub fn token_lookup_accessor(&self, accessor: &str) -> Result<Option<TokenEntry>> {
+        let kr = self.keyring()?;
+        let Some(mac) = self.mac_of_accessor(accessor)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .token_load(&kr, &mac)?
+            .filter(|e| !e.expired(self.now())))
+    }
+
+    /// Issues a token for `issuer` (a parent token or a login) as `req` asks, within the
+    /// limits of the parent and of `role`.
+    pub fn token_create(
+        &self,
+        issuer: &Issuer<'_>,
+        mut req: TokenRequest,
+        role: Option<&TokenRole>,
+    ) -> Result<Issued> {
+        let kr = self.keyring()?;
+        let now = self.now();
+        let mut warnings = Vec::new();
+        let parent = issuer.parent;
+        let parent_root = parent.is_some_and(|p| p.is_root());
+
+        if let Some(r) = role {
+            req.no_parent |= r.orphan;
+            req.no_default_policy |= r.token_no_default_policy;
+            if req.period.is_none() && r.token_period > 0 {
+                req.period = Some(r.token_period);
+            }
+            if req.explicit_max_ttl.is_none() && r.token_explicit_max_ttl > 0 {
+                req.explicit_max_ttl = Some(r.token_explicit_max_ttl);
+            }
+            if req.ttl.is_none() && r.token_ttl > 0 {
+                req.ttl = Some(r.token_ttl);
+            }
+            if req.num_uses == 0 {
+                req.num_uses = r.token_num_uses;
+            }
+            if req.bound_cidrs.is_empty() {
+                req.bound_cidrs = r.token_bound_cidrs.clone();
+            }
+            if !r.renewable {
+                req.renewable = Some(false);
+            }
+        }
+
+        // Policies: requested, else the role's allowed ones, else the parent's.
+        let mut policies: Vec<String> = match (&req.policies, role, parent) {
+            (Some(p), _, _) => p
+                .iter()
+                .map(|n| normalize_name(n))
+                .collect::<std::result::Result<_, _>>()?,
+            (None, Some(r), _) => r.allowed_policies.clone(),
+            (None, None, Some(p)) => p.policies.clone(),
+            (None, None, None) => Vec::new(),
+        };
+        policies.sort();
+        policies.dedup();
+        let wants_root = policies.iter().any(|p| is_root_name(p));
+        if wants_root && !parent_root {
+            return Err(Error::Forbidden(
+                "root tokens can only be created by a root token".into(),
+            ));
+        }
+        if let Some(r) = role {
+            let allowed = |p: &String| p == "default" || r.allowed_policies.contains(p);
+            if !policies.iter().all(allowed)
+                || policies.iter().any(|p| r.disallowed_policies.contains(p))
+            {
+                return Err(Error::bad(format!(
+                    "token policies ({:?}) must be subset of the role's allowed policies ({:?}) or glob policies ([])",
+                    policies, r.allowed_policies
+                )));
+            }
+        } else if let Some(p) = parent {
+            if !parent_root
+                && !policies
+                    .iter()
+                    .all(|n| n == "default" || p.policies.contains(n))
+            {
+                return Err(Error::Forbidden(
+                    "child policies must be subset of parent".into(),
+                ));
+            }
+        }
+        let is_root_token = wants_root;
+        if is_root_token {
+            policies = vec!["root".into()];
+        } else {
+            if !req.no_default_policy && !policies.iter().any(|p| p == "default") {
+                policies.push("default".into());
+                policies.sort();
+            } else if req.no_default_policy {
+                policies.retain(|p| p != "default");
+            }
+            for p in &policies {
+                if p != "default" && self.policy_get(p)?.is_none() {
+                    warnings.push(format!("Policy {p:?} does not exist"));
+                }
+            }
+        }
+
+        let orphan = req.no_parent || parent.is_none();
+        if parent.is_some() && req.no_parent && !issuer.privileged {
+            return Err(Error::Forbidden(
+                "root or sudo privileges required to create orphan token".into(),
+            ));
+        }
+        if req.period.is_some_and(|p| p > 0)
+            && parent.is_some()
+            && !issuer.privileged
+            && role.is_none()
+        {
+            return Err(Error::Forbidden(
+                "root or sudo privileges required to create periodic token".into(),
+            ));
+        }
+
+        // Uses: a child of a use-limited token gets no more uses than its parent has left.
+        if let Some(p) = parent {
+            if p.num_uses > 0 && (req.num_uses == 0 || req.num_uses > p.num_uses) {
+                return Err(Error::Forbidden(format!(
+                    "child token cannot have more uses than its parent has left ({})",
+                    p.num_uses
+                )));
+            }
+        }
+
+        // TTLs.
+        let period = req.period.unwrap_or(0);
+        let explicit_max = req.explicit_max_ttl.unwrap_or(0);
+        let parent_remaining = parent
+            .filter(|_| !req.no_parent)
+            .and_then(|p| p.remaining(now));
+        let (ttl, expire_at, max_expire_at) = if is_root_token && req.ttl.is_none() && period == 0 {
+            (0, None, None)
+        } else {
+            let mut ttl = if period > 0 {
+                period
+            } else {
+                req.ttl.unwrap_or(SYSTEM_MAX_TTL)
+            };
+            if req.ttl.is_some_and(|t| t == 0) && period == 0 {
+                ttl = SYSTEM_MAX_TTL;
+            }
+            let mut max = SYSTEM_MAX_TTL;
+            if explicit_max > 0 {
+                max = max.min(explicit_max);
+            }
+            if period == 0 && ttl > max {
+                warnings.push(format!(
+                    "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+                    dur(ttl),
+                    dur(max)
+                ));
+                ttl = max;
+            }
+            if let Some(rem) = parent_remaining {
+                if req.ttl.is_some() && ttl > rem {
+                    return Err(Error::Forbidden(format!(
+                        "child token TTL ({}) cannot exceed the parent's remaining lifetime ({})",
+                        dur(ttl),
+                        dur(rem)
+                    )));
+                }
+                ttl = ttl.min(rem);
+                max = max.min(rem);
+            }
+            let exp = now + Duration::seconds(ttl as i64);
+            let max_at = if period > 0 && explicit_max == 0 && parent_remaining.is_none() {
+                None
+            } else {
+                Some(now + Duration::seconds(max as i64))
+            };
+            (ttl, Some(exp), max_at)
+        };
+
+        let display_name = match (issuer.auth_method, &req.display_name) {
+            ("token", Some(d)) if !d.is_empty() => format!("token-{}", sanitize_display(d)),
+            ("token", _) => "token".to_string(),
+            (m, Some(d)) if !d.is_empty() => format!("{m}-{}", sanitize_display(d)),
+            (m, _) => m.to_string(),
+        };
+
+        let entry = TokenEntry {
+            accessor: generate_accessor(),
+            policies,
+            parent: if orphan {
+                None
+            } else {
+                parent.map(|p| p.accessor.clone())
+            },
+            display_name,
+            meta: req.meta.filter(|m| !m.is_empty()),
+            creation_time: now,
+            creation_ttl: ttl,
+            ttl,
+            expire_at,
+            max_expire_at,
+            explicit_max_ttl: explicit_max,
+            num_uses: req.num_uses,
+            renewable: !is_root_token && req.renewable.unwrap_or(true) && expire_at.is_some(),
+            period,
+            orphan,
+            path: issuer.path.clone(),
+            role: role.map(|r| r.name.clone()),
+            bound_cidrs: normalize_cidrs(&req.bound_cidrs)?,
+            last_renewal: None,
+            auth_method: issuer.auth_method.to_string(),
+        };
+        let token = generate_token();
+        let mac = kr.token_hmac(token.as_bytes());
+        self.store
+            .batch(self.token_put_ops(&kr, &mac, &entry, None)?)?;
+        self.store.sync()?;
+        Ok(Issued {
+            token,
+            entry,
+            warnings,
+        })
+    }
+
+    /// Renews the token with HMAC of `token` by `increment` seconds (or its last TTL).
+    /// Never past its max; says so in a warning.
+    pub fn token_renew(
+        &self,
+        token: &str,
+        increment: Option<u64>,
+    ) -> Result<(TokenEntry, Vec<String>)> {
+        let kr = self.keyring()?;
+        let mac = kr.token_hmac(token.as_bytes());
+        self.token_renew_mac(&kr, &mac, increment)
+    }
+
+    pub fn token_renew_accessor(
+        &self,
+        accessor: &str,
+        increment: Option<u64>,
+    ) -> Result<(TokenEntry, Vec<String>)> {
+        let kr = self.keyring()?;
+        let mac = self.mac_of_accessor(accessor)?.ok_or(Error::BadToken)?;
+        self.token_renew_mac(&kr, &mac, increment)
+    }
+
+    fn token_renew_mac(
+        &self,
+        kr: &Keyring,
+        mac: &[u8; 32],
+        increment: Option<u64>,
+    ) -> Result<(TokenEntry, Vec<String>)> {
+        let now = self.now();
+        let _g = self.token_locks[lock_index(mac, self.token_locks.len())]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let old = self.token_load(kr, mac)?.ok_or(Error::BadToken)?;
+        if old.expired(now) {
+            return Err(Error::BadToken);
+        }
+        if !old.renewable {
+            return Err(Error::bad("lease is not renewable"));
+        }
+        let mut e = old.clone();
+        let mut warnings = Vec::new();
+        let mut ttl = if e.period > 0 {
+            e.period
+        } else {
+            increment.filter(|i| *i > 0).unwrap_or(e.ttl)
+        };
+        if let Some(max_at) = e.max_expire_at {
+            let left = (max_at - now).num_seconds().max(0) as u64;
+            if ttl > left {
+                warnings.push(format!(
+                    "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+                    dur(ttl),
+                    dur(left)
+                ));
+                ttl = left;
+            }
+        }
+        e.ttl = ttl;
+        e.expire_at = Some(now + Duration::seconds(ttl as i64));
+        e.last_renewal = Some(now);
+        self.store
+            .batch(self.token_put_ops(kr, mac, &e, Some(&old))?)?;
+        self.store.sync()?;
+        let mut cache = self.token_cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.contains_key(mac) {
+            cache.insert(*mac, Arc::new(e.clone()));
+        }
+        Ok((e, warnings))
+    }
+
+    /// Revokes a token and all its descendants. Unknown tokens: no-op.
+    pub fn token_revoke(&self, token: &str) -> Result<()> {
+        let kr = self.keyring()?;
+        let mac = kr.token_hmac(token.as_bytes());
+        let Some(e) = self.token_load(&kr, &mac)? else {
+            return Ok(());
+        };
+        self.revoke_tree_locked(&kr, &e.accessor)
+    }
+
+    /// Revokes by accessor; `Ok(false)` when no such token.
+    pub fn token_revoke_accessor(&self, accessor: &str) -> Result<bool> {
+        let kr = self.keyring()?;
+        if self.mac_of_accessor(accessor)?.is_none() {
+            return Ok(false);
+        }
+        self.revoke_tree_locked(&kr, accessor)?;
+        Ok(true)
+    }
+
+    /// Deletes the token with `accessor` and every descendant in one atomic batch.
+    fn revoke_tree_locked(&self, kr: &Keyring, accessor: &str) -> Result<()> {
+        let mut ops = Vec::new();
+        let mut macs = Vec::new();
+        let mut queue = vec![accessor.to_string()];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(acc) = queue.pop() {
+            if !seen.insert(acc.clone()) {
+                continue;
+            }
+            let prefix = format!("{PARENT}{acc}/");
+            for k in self.store.keys_with_prefix(prefix.as_bytes())? {
+                ops.push(Op::Delete(k.clone()));
+                queue.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+            }
+            let Some(mac) = self.mac_of_accessor(&acc)? else {
+                continue;
+            };
+            if let Some(e) = self.token_load(kr, &mac)? {
+                if let Some(exp) = e.expire_at {
+                    ops.push(Op::Delete(exp_key(exp, &acc)));
+                }
+                if let Some(p) = &e.parent {
+                    ops.push(Op::Delete(format!("{PARENT}{p}/{acc}").into_bytes()));
+                }
+            }
+            ops.push(Op::Delete(format!("{ID}{}", hex::encode(mac)).into_bytes()));
+            ops.push(Op::Delete(format!("{ACC}{acc}").into_bytes()));
+            macs.push(mac);
+        }
+        // Out of the cache first: from here on no request authenticates with these tokens.
+        {
+            let mut cache = self.token_cache.write().unwrap_or_else(|p| p.into_inner());
+            for m in &macs {
+                cache.remove(m);
+            }
+        }
+        if !ops.is_empty() {
+            self.store.batch(ops)?;
+            self.store.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Revokes every token that has expired by `now`; returns how many trees were removed.
+    pub fn token_tidy(&self) -> Result<usize> {
+        let kr = self.keyring()?;
+        let now = self.now();
+        let mut n = 0;
+        for k in self.store.keys_with_prefix(EXP.as_bytes())? {
+            let rest = String::from_utf8_lossy(&k[EXP.len()..]).into_owned();
+            let Some((secs, acc)) = rest.split_once('/') else {
+                continue;
+            };
+            let Ok(secs) = secs.parse::<i64>() else {
+                continue;
+            };
+            if secs > now.timestamp() {
+                break; // keys are ordered by expiry
+            }
+            self.revoke_tree_locked(&kr, acc)?;
+            self.store.delete(&k)?;
+            n += 1;
+        }
+        if n > 0 {
+            self.store.sync()?;
+            tracing::info!(tokens = n, "expired tokens tidied");
+        }
+        Ok(n)
+    }
+
+    // ---------------------------------------------------------------- token roles
+
+    pub fn token_role_get(&self, name: &str) -> Result<Option<TokenRole>> {
+        let kr = self.keyring()?;
+        let name = normalize_name(name)?;
+        let Some(env) = self.store.get(format!("{ROLE}{name}").as_bytes())? else {
+            return Ok(None);
+        };
+        let json = kr.open(
+            label::SYS,
+            &Location::new("token-role", "auth/token", &name, 0),
+            &env,
+        )?;
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    pub fn token_role_put(&self, role: &TokenRole) -> Result<()> {
+        let kr = self.keyring()?;
+        let name = normalize_name(&role.name)?;
+        let json = serde_json::to_vec(role).map_err(|e| Error::Internal(e.to_string()))?;
+        let env = kr.seal(
+            label::SYS,
+            &Location::new("token-role", "auth/token", &name, 0),
+            &json,
+        );
+        self.store.put(format!("{ROLE}{name}").as_bytes(), &env)?;
+        self.store.sync()?;
+        Ok(())
+    }
+
+    pub fn token_role_delete(&self, name: &str) -> Result<()> {
+        let name = normalize_name(name)?;
+        self.store.delete(format!("{ROLE}{name}").as_bytes())?;
+        self.store.sync()?;
+        Ok(())
+    }
+
+    pub fn token_role_list(&self) -> Result<Vec<String>> {
+        self.keyring()?;
+        let mut v: Vec<String> = self
+            .store
+            .keys_with_prefix(ROLE.as_bytes())?
+            .into_iter()
+            .map(|k| String::from_utf8_lossy(&k[ROLE.len()..]).into_owned())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+}
+
+fn exp_key(at: DateTime<Utc>, accessor: &str) -> Vec<u8> {
+    format!("{EXP}{:020}/{accessor}", at.timestamp().max(0)).into_bytes()
+}
+
+fn sanitize_display(d: &str) -> String {
+    d.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(64)
+        .collect::<String>()
+        .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::clock::ManualClock;
+    use crate::core::crypto::Algorithm;
+    use crate::store::sled::SledStore;
+    use crate::store::Store;
+
+    struct F {
+        v: Arc<Vault>,
+        clock: Arc<ManualClock>,
+        root: TokenEntry,
+        _d: tempfile::TempDir,
+    }
+
+    fn fixture() -> F {
+        let d = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(d.path(), 8 << 20).unwrap());
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let v = Vault::open(
+            store,
+            clock.clone(),
+            Algorithm::XChaCha20Poly1305,
+            Some(Key::generate()),
+        )
+        .unwrap();
+        let out = v.init(1, 1, Some("root-tok")).unwrap();
+        drop(out);
+        v.auto_unseal().unwrap();
+        let root = (*v.authenticate("root-tok", None).unwrap()).clone();
+        F {
+            v: Arc::new(v),
+            clock,
+            root,
+            _d: d,
+        }
+    }
+
+    fn issuer(p: &TokenEntry) -> Issuer<'_> {
+        Issuer {
+            parent: Some(p),
+            privileged: p.is_root(),
+            path: "auth/token/create".into(),
+            auth_method: "token",
+        }
+    }
+
+    fn req(policies: &[&str], ttl: Option<u64>) -> TokenRequest {
+        TokenRequest {
+            policies: Some(policies.iter().map(|s| s.to_string()).collect()),
+            ttl,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn child_limits_policies_ttl_uses_orphans() {
+        let f = fixture();
+        let a =
+            f.v.token_create(&issuer(&f.root), req(&["dev", "ops"], Some(3600)), None)
+                .unwrap();
+        assert_eq!(a.entry.policies, vec!["default", "dev", "ops"]);
+        assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
+        // subset ok, superset forbidden
+        assert!(f
+            .v
+            .token_create(&issuer(&a.entry), req(&["dev"], Some(60)), None)
+            .is_ok());
+        let e =
+            f.v.token_create(&issuer(&a.entry), req(&["dev", "admin"], Some(60)), None)
+                .err()
+                .unwrap();
+        assert!(matches!(e, Error::Forbidden(_)), "{e:?}");
+        assert!(matches!(
+            f.v.token_create(&issuer(&a.entry), req(&["Root"], None), None),
+            Err(Error::Forbidden(_))
+        ));
+        // longer TTL than the parent has left: forbidden; default TTL is capped to the parent's
+        assert!(matches!(
+            f.v.token_create(&issuer(&a.entry), req(&["dev"], Some(7200)), None),
+            Err(Error::Forbidden(_))
+        ));
+        let c =
+            f.v.token_create(&issuer(&a.entry), req(&["dev"], None), None)
+                .unwrap();
+        assert!(c.entry.ttl <= 3600);
+        // orphans need privilege
+        let mut r = req(&["dev"], Some(60));
+        r.no_parent = true;
+        assert!(matches!(
+            f.v.token_create(&issuer(&a.entry), r, None),
+            Err(Error::Forbidden(_))
+        ));
+        // uses
+        let mut r = req(&["dev"], Some(60));
+        r.num_uses = 2;
+        let limited = f.v.token_create(&issuer(&a.entry), r, None).unwrap();
+        let mut r = req(&["dev"], Some(60));
+        r.num_uses = 3;
+        assert!(matches!(
+            f.v.token_create(&issuer(&limited.entry), r, None),
+            Err(Error::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn revoking_a_parent_revokes_descendants() {
+        let f = fixture();
+        let a =
+            f.v.token_create(&issuer(&f.root), req(&["dev"], Some(3600)), None)
+                .unwrap();
+        let b =
+            f.v.token_create(&issuer(&a.entry), req(&["dev"], Some(60)), None)
+                .unwrap();
+        let c =
+            f.v.token_create(&issuer(&b.entry), req(&["dev"], Some(60)), None)
+                .unwrap();
+        assert!(f.v.authenticate(&c.token, None).is_ok());
+        f.v.token_revoke(&a.token).unwrap();
+        for t in [&a.token, &b.token, &c.token] {
+            assert!(matches!(f.v.authenticate(t, None), Err(Error::BadToken)));
+        }
+    }
+
+    #[test]
+    fn expiry_renewal_cap_and_tidy() {
+        let f = fixture();
+        let mut r = req(&["dev"], Some(60));
+        r.explicit_max_ttl = Some(90);
+        let a = f.v.token_create(&issuer(&f.root), r, None).unwrap();
+        f.clock.advance(Duration::seconds(50));
+        let (e, w) = f.v.token_renew(&a.token, Some(3600)).unwrap();
+        assert_eq!(e.ttl, 40);
+        assert_eq!(w.len(), 1, "{w:?}");
+        f.clock.advance(Duration::seconds(41));
+        assert!(matches!(
+            f.v.authenticate(&a.token, None),
+            Err(Error::BadToken)
+        ));
+        assert_eq!(f.v.token_tidy().unwrap(), 1);
+        assert!(f
+            .v
+            .token_lookup_accessor(&a.entry.accessor)
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            f.v.token_renew("root-tok", None),
+            Err(Error::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn num_uses_is_exact_under_concurrency() {
+        let f = fixture();
+        let mut r = req(&["dev"], Some(600));
+        r.num_uses = 25;
+        let t = f.v.token_create(&issuer(&f.root), r, None).unwrap();
+        let ok = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hs: Vec<_> = (0..50)
+            .map(|_| {
+                let (v, tok, ok) = (f.v.clone(), t.token.to_string(), ok.clone());
+                std::thread::spawn(move || {
+                    if v.authenticate(&tok, None).is_ok() {
+                        ok.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(ok.load(std::sync::atomic::Ordering::SeqCst), 25);
+        assert!(f.v.authenticate(&t.token, None).is_err());
+    }
+
+    #[test]
+    fn bound_cidrs() {
+        let f = fixture();
+        let mut r = req(&["dev"], Some(600));
+        r.bound_cidrs = vec!["10.0.0.0/8".into(), "127.0.0.1/32".into()];
+        let t = f.v.token_create(&issuer(&f.root), r, None).unwrap();
+        assert_eq!(t.entry.bound_cidrs, vec!["10.0.0.0/8", "127.0.0.1"]);
+        assert!(f
+            .v
+            .authenticate(&t.token, Some("10.1.2.3".parse().unwrap()))
+            .is_ok());
+        assert!(f
+            .v
+            .authenticate(&t.token, Some("192.168.1.1".parse().unwrap()))
+            .is_err());
+        assert!(f.v.authenticate(&t.token, None).is_err());
+    }
+
+    #[test]
+    fn roles_limit_policies() {
+        let f = fixture();
+        let role = TokenRole {
+            name: "svc".into(),
+            allowed_policies: vec!["dbread".into()],
+            renewable: true,
+            token_explicit_max_ttl: 7200,
+            ..Default::default()
+        };
+        f.v.token_role_put(&role).unwrap();
+        let role = f.v.token_role_get("svc").unwrap().unwrap();
+        let t =
+            f.v.token_create(&issuer(&f.root), TokenRequest::default(), Some(&role))
+                .unwrap();
+        assert_eq!(t.entry.policies, vec!["dbread", "default"]);
+        assert_eq!(t.entry.role.as_deref(), Some("svc"));
+        assert!(matches!(
+            f.v.token_create(&issuer(&f.root), req(&["ops"], None), Some(&role)),
+            Err(Error::BadRequest(_))
+        ));
+    }
+}
