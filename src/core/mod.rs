@@ -1,4 +1,5 @@
 //! The domain. Imports no actix, no sled, no cron.
+pub mod approle;
 pub mod clock;
 pub mod crypto;
 pub mod duration;

@@ -2,6 +2,8 @@
 //! mount-relative paths, so the route table is a `match` you can grep), thin handlers that
 //! parse, call `core`, and shape the response.
 
+pub mod approle;
+pub mod cert;
 pub mod kv;
 pub mod policy;
 pub mod request;
@@ -77,6 +79,11 @@ fn target_exists(vault: &Vault, path: &str) -> Result<Option<bool>, Error> {
         .or_else(|| path.strip_prefix("secret/metadata/"))
     {
         return vault.kv_exists("secret", rest).map(Some);
+    }
+    if let Some(name) = path.strip_prefix("auth/approle/role/") {
+        if !name.contains('/') {
+            return vault.approle_role_exists(name).map(Some);
+        }
     }
     if let Some(name) = path.strip_prefix("auth/token/roles/") {
         return Ok(Some(
@@ -177,6 +184,12 @@ async fn route(req: &HttpRequest, payload: web::Payload, st: &AppState) -> ApiRe
     if vault.is_sealed() {
         return Err(Error::Sealed.into());
     }
+    // Logins: the credential is in the body (or the TLS session), not a token.
+    match path.as_str() {
+        "auth/approle/login" => return approle::login(req, &ctx, payload, st).await,
+        "auth/cert/login" => return cert::login(req, &ctx, payload, st).await,
+        _ => {}
+    }
     let caller = authorize(req, &ctx, st).await?;
 
     match first {
@@ -190,6 +203,9 @@ async fn route(req: &HttpRequest, payload: web::Payload, st: &AppState) -> ApiRe
         }
         "sys" => sys::route(req, &ctx, rest, payload, st).await,
         "secret" => kv::route(req, &ctx, "secret", rest, payload, st).await,
+        "auth" if rest.starts_with("approle/") => {
+            approle::route(req, &ctx, &rest["approle/".len()..], payload, st, &caller).await
+        }
         "auth" if rest.starts_with("token/") => {
             token::route(req, &ctx, &rest["token/".len()..], payload, st, &caller).await
         }
