@@ -33,6 +33,7 @@ pub async fn route(
         "metadata" => metadata(req, ctx, mount, path, payload, st).await,
         "delete" | "undelete" | "destroy" => versions(req, ctx, mount, sub, path, payload, st).await,
         "config" if path.is_empty() => config(req, ctx, mount, payload, st).await,
+        "rotation" | "rotate" => super::rotation::kv_route(req, ctx, mount, sub, path, payload, st).await,
         _ => Ok(response::raw(
             StatusCode::NOT_FOUND,
             &response::envelope(

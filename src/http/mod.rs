@@ -8,6 +8,7 @@ pub mod kv;
 pub mod policy;
 pub mod request;
 pub mod response;
+pub mod rotation;
 pub mod sys;
 pub mod token;
 

@@ -231,6 +231,9 @@ pub async fn route(
             }
             _ => Err(ApiError::method_not_allowed()),
         },
+        p if p == "rotation" || p.starts_with("rotation/") => {
+            super::rotation::sys_route(req, ctx, &p["rotation".len()..], payload, st).await
+        }
         "audit" | "audit/" => match ctx.op {
             Op::Read => Ok(response::ok_with_top_level(json!({}))),
             _ => Err(ApiError::method_not_allowed()),
