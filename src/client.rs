@@ -854,6 +854,439 @@ impl KvV2<'_> {
     }
 }
 
+// ---- access
+//
+// Typed helpers for tokens, policies, token roles, the roles file and the logins (AppRole,
+// TLS client certificate). Bodies that carry a token or a secret id are built here and
+// wiped once sent; answers that carry a token keep it in a [`Zeroizing`] string whose
+// `Debug` output is redacted.
+
+/// The `auth` block of a login, a token create or a renewal (§3 of the contract).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenAuth {
+    /// The token (wiped when the value is dropped). Empty when the server did not send one.
+    #[serde(default)]
+    pub client_token: String,
+    #[serde(default)]
+    pub accessor: String,
+    #[serde(default)]
+    pub policies: Vec<String>,
+    #[serde(default)]
+    pub token_policies: Vec<String>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// The TTL in seconds (0: no expiry).
+    #[serde(default)]
+    pub lease_duration: u64,
+    #[serde(default)]
+    pub renewable: bool,
+    #[serde(default)]
+    pub orphan: bool,
+    #[serde(default)]
+    pub num_uses: u64,
+    /// Fields this client does not model (`entity_id`, `token_type`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Drop for TokenAuth {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.client_token);
+    }
+}
+
+impl fmt::Debug for TokenAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenAuth")
+            .field("client_token", &"<redacted>")
+            .field("accessor", &self.accessor)
+            .field("policies", &self.policies)
+            .field("lease_duration", &self.lease_duration)
+            .field("renewable", &self.renewable)
+            .finish()
+    }
+}
+
+/// An answer carrying an `auth` block, with the server's warnings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthResponse {
+    pub auth: TokenAuth,
+    pub warnings: Vec<String>,
+}
+
+/// Body of `POST /v1/auth/token/create[/:role]`: fields left `None` are not sent (the server
+/// or the role decides).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TokenCreateRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<String>>,
+    /// Go-style duration (`"15m"`) or seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explicit_max_ttl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_uses: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_parent: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_default_policy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewable: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<BTreeMap<String, String>>,
+}
+
+/// An answer that is `data` or nothing (204), with the server's warnings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataResponse {
+    /// `Value::Null` for a 204 or a `data: null` answer.
+    pub data: Value,
+    pub warnings: Vec<String>,
+}
+
+impl ApiResponse {
+    /// The envelope's `warnings` (empty when `null` or absent).
+    pub fn warnings(&self) -> Vec<String> {
+        self.json()
+            .and_then(|v| match v.get("warnings") {
+                Some(Value::Array(w)) => Some(
+                    w.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    fn auth_response(&self) -> Result<AuthResponse, ClientError> {
+        let mut v = self
+            .json()
+            .ok_or_else(|| ClientError::Decode("expected a JSON body".into()))?;
+        let auth = match v.get_mut("auth").map(Value::take) {
+            Some(a @ Value::Object(_)) => {
+                serde_json::from_value(a).map_err(|e| ClientError::Decode(e.to_string()))?
+            }
+            _ => return Err(ClientError::Decode("response has no auth block".into())),
+        };
+        Ok(AuthResponse {
+            auth,
+            warnings: self.warnings(),
+        })
+    }
+
+    fn data_response(&self) -> DataResponse {
+        let data = self
+            .json()
+            .and_then(|mut v| v.get_mut("data").map(Value::take))
+            .unwrap_or(Value::Null);
+        DataResponse {
+            data,
+            warnings: self.warnings(),
+        }
+    }
+}
+
+/// Percent-encodes a name used as one path segment (policy, role). Rejects names that would
+/// change the path (`/`, `.`, `..`, empty).
+pub fn encode_name(what: &str, name: &str) -> Result<String, ClientError> {
+    let n = name.trim();
+    if n.is_empty() || n == "." || n == ".." || n.contains('/') {
+        return Err(ClientError::InvalidInput(format!(
+            "invalid {what} name {name:?}"
+        )));
+    }
+    Ok(utf8_percent_encode(n, SEGMENT).to_string())
+}
+
+/// `{"token": ..}`-style bodies: encoded here so the copy holding the secret is wiped.
+fn secret_body(fields: &[(&str, &str)], extra: Option<(&str, Value)>) -> Zeroizing<Vec<u8>> {
+    let mut m = Map::new();
+    for (k, v) in fields {
+        m.insert((*k).to_string(), Value::String((*v).to_string()));
+    }
+    if let Some((k, v)) = extra {
+        m.insert(k.to_string(), v);
+    }
+    let v = Value::Object(m);
+    // Encoding a map of strings and plain values cannot fail.
+    let bytes = Zeroizing::new(serde_json::to_vec(&v).unwrap_or_default());
+    // Wipe the strings of the intermediate value too.
+    if let Value::Object(mut m) = v {
+        for (_, val) in m.iter_mut() {
+            if let Value::String(s) = val {
+                zeroize::Zeroize::zeroize(s);
+            }
+        }
+    }
+    bytes
+}
+
+impl Client {
+    /// The same as [`Client::new`], presenting a TLS client certificate (`identity_pem`: the
+    /// PEM private key and certificate chain, concatenated) for `auth/cert/login`.
+    pub fn with_client_identity(
+        addr: &str,
+        ca_file: Option<&Path>,
+        identity_pem: &[u8],
+    ) -> Result<Client, ClientError> {
+        // Validate the address the same way as `new`.
+        let base = Client::new(addr, None, ca_file)?.base;
+        let identity = reqwest::Identity::from_pem(identity_pem).map_err(|e| {
+            ClientError::InvalidInput(format!("parsing the client certificate or key: {e}"))
+        })?;
+        let mut builder = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("arca-client/", env!("CARGO_PKG_VERSION")))
+            .identity(identity);
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                ClientError::InvalidInput(format!("reading CA file {}: {e}", path.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ClientError::InvalidInput(format!("parsing CA file {}: {e}", path.display()))
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::InvalidInput(format!("building the HTTP client: {e}")))?;
+        Ok(Client {
+            base,
+            token: None,
+            http,
+        })
+    }
+
+    fn call_raw(&self, method: &str, path: &str, body: &[u8]) -> Result<ApiResponse, ClientError> {
+        self.request_with_headers(method, path, &[], Some(body))?
+            .error_for_status()
+    }
+
+    // ------------------------------------------------------------------ tokens
+
+    /// `POST /v1/auth/token/create` (or `create/<role>`).
+    pub fn token_create(
+        &self,
+        role: Option<&str>,
+        req: &TokenCreateRequest,
+    ) -> Result<AuthResponse, ClientError> {
+        let path = match role {
+            Some(r) => format!("/v1/auth/token/create/{}", encode_name("role", r)?),
+            None => "/v1/auth/token/create".to_string(),
+        };
+        let body = serde_json::to_value(req)
+            .map_err(|e| ClientError::InvalidInput(format!("encoding the body: {e}")))?;
+        self.call("POST", &path, Some(&body))?.auth_response()
+    }
+
+    /// `GET /v1/auth/token/lookup-self`: the caller's token (`data`, `id` included).
+    pub fn token_lookup_self(&self) -> Result<Value, ClientError> {
+        Ok(self
+            .call("GET", "/v1/auth/token/lookup-self", None)?
+            .data_response()
+            .data)
+    }
+
+    /// `POST /v1/auth/token/lookup {"token": ..}`.
+    pub fn token_lookup(&self, token: &str) -> Result<Value, ClientError> {
+        let body = secret_body(&[("token", token)], None);
+        Ok(self
+            .call_raw("POST", "/v1/auth/token/lookup", &body)?
+            .data_response()
+            .data)
+    }
+
+    /// `POST /v1/auth/token/lookup-accessor {"accessor": ..}`.
+    pub fn token_lookup_accessor(&self, accessor: &str) -> Result<Value, ClientError> {
+        let body = json!({ "accessor": accessor });
+        Ok(self
+            .call("POST", "/v1/auth/token/lookup-accessor", Some(&body))?
+            .data_response()
+            .data)
+    }
+
+    /// `POST /v1/auth/token/renew-self`, `renew` (with `token`) or `renew-accessor`.
+    pub fn token_renew(
+        &self,
+        target: TokenTarget<'_>,
+        increment: Option<&str>,
+    ) -> Result<AuthResponse, ClientError> {
+        let inc = increment.map(|i| ("increment", Value::String(i.to_string())));
+        let (path, body) = match target {
+            TokenTarget::SelfToken => ("/v1/auth/token/renew-self", secret_body(&[], inc)),
+            TokenTarget::Token(t) => ("/v1/auth/token/renew", secret_body(&[("token", t)], inc)),
+            TokenTarget::Accessor(a) => (
+                "/v1/auth/token/renew-accessor",
+                secret_body(&[("accessor", a)], inc),
+            ),
+        };
+        self.call_raw("POST", path, &body)?.auth_response()
+    }
+
+    /// `POST /v1/auth/token/revoke-self`, `revoke` or `revoke-accessor`. Returns the
+    /// server's warnings (an unknown accessor is a warning, not an error).
+    pub fn token_revoke(&self, target: TokenTarget<'_>) -> Result<Vec<String>, ClientError> {
+        let (path, body) = match target {
+            TokenTarget::SelfToken => ("/v1/auth/token/revoke-self", secret_body(&[], None)),
+            TokenTarget::Token(t) => ("/v1/auth/token/revoke", secret_body(&[("token", t)], None)),
+            TokenTarget::Accessor(a) => (
+                "/v1/auth/token/revoke-accessor",
+                secret_body(&[("accessor", a)], None),
+            ),
+        };
+        Ok(self.call_raw("POST", path, &body)?.warnings())
+    }
+
+    /// `POST /v1/sys/capabilities-self`: the caller's capabilities on each path.
+    pub fn capabilities_self(
+        &self,
+        paths: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, ClientError> {
+        let body = json!({ "paths": paths });
+        let data = self
+            .call("POST", "/v1/sys/capabilities-self", Some(&body))?
+            .data_response()
+            .data;
+        let mut out = BTreeMap::new();
+        for p in paths {
+            let key = p.trim_start_matches('/');
+            let caps: Vec<String> = data
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.insert(key.to_string(), caps);
+        }
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------------ policies
+
+    /// `PUT /v1/sys/policies/acl/<name>`. Returns the server's warnings.
+    pub fn policy_write(&self, name: &str, policy: &str) -> Result<Vec<String>, ClientError> {
+        let path = format!("/v1/sys/policies/acl/{}", encode_name("policy", name)?);
+        let body = json!({ "policy": policy });
+        Ok(self.call("PUT", &path, Some(&body))?.warnings())
+    }
+
+    /// `GET /v1/sys/policies/acl/<name>`: `data` (`name`, `policy`).
+    pub fn policy_read(&self, name: &str) -> Result<Value, ClientError> {
+        let path = format!("/v1/sys/policies/acl/{}", encode_name("policy", name)?);
+        Ok(self.call("GET", &path, None)?.data_response().data)
+    }
+
+    /// `LIST /v1/sys/policies/acl`.
+    pub fn policy_list(&self) -> Result<Vec<String>, ClientError> {
+        #[derive(Deserialize)]
+        struct Keys {
+            keys: Vec<String>,
+        }
+        Ok(self
+            .call("LIST", "/v1/sys/policies/acl", None)?
+            .data::<Keys>()?
+            .keys)
+    }
+
+    /// `DELETE /v1/sys/policies/acl/<name>` (absent: no error).
+    pub fn policy_delete(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/sys/policies/acl/{}", encode_name("policy", name)?);
+        self.call("DELETE", &path, None).map(drop)
+    }
+
+    // ------------------------------------------------------------------ roles
+
+    /// `LIST /v1/auth/token/roles` (a server with no role answers 404: [`ClientError::NotFound`]).
+    pub fn token_role_list(&self) -> Result<Vec<String>, ClientError> {
+        #[derive(Deserialize)]
+        struct Keys {
+            keys: Vec<String>,
+        }
+        Ok(self
+            .call("LIST", "/v1/auth/token/roles", None)?
+            .data::<Keys>()?
+            .keys)
+    }
+
+    /// `GET /v1/auth/token/roles/<name>`.
+    pub fn token_role_read(&self, name: &str) -> Result<Value, ClientError> {
+        let path = format!("/v1/auth/token/roles/{}", encode_name("role", name)?);
+        Ok(self.call("GET", &path, None)?.data_response().data)
+    }
+
+    /// `GET /v1/sys/roles`: the roles of the roles file, as the server loaded them.
+    pub fn sys_roles(&self) -> Result<DataResponse, ClientError> {
+        Ok(self.call("GET", "/v1/sys/roles", None)?.data_response())
+    }
+
+    /// `PUT /v1/sys/roles/reload`: re-reads the roles file.
+    pub fn sys_roles_reload(&self) -> Result<DataResponse, ClientError> {
+        Ok(self
+            .call("PUT", "/v1/sys/roles/reload", None)?
+            .data_response())
+    }
+
+    // ------------------------------------------------------------------ logins
+
+    /// `POST /v1/auth/approle/login` (sent without a token).
+    pub fn approle_login(
+        &self,
+        role_id: &str,
+        secret_id: &str,
+    ) -> Result<AuthResponse, ClientError> {
+        let body = secret_body(&[("role_id", role_id), ("secret_id", secret_id)], None);
+        self.with_token(None)
+            .call_raw("POST", "/v1/auth/approle/login", &body)?
+            .auth_response()
+    }
+
+    /// `POST /v1/auth/cert/login` with the TLS client certificate of this client (see
+    /// [`Client::with_client_identity`]); `role` picks one of the roles the certificate maps to.
+    pub fn cert_login(&self, role: Option<&str>) -> Result<AuthResponse, ClientError> {
+        let body = match role {
+            Some(r) => json!({ "name": r }),
+            None => json!({}),
+        };
+        self.with_token(None)
+            .call("POST", "/v1/auth/cert/login", Some(&body))?
+            .auth_response()
+    }
+}
+
+/// Which token a renew or revoke applies to.
+#[derive(Clone, Copy)]
+pub enum TokenTarget<'a> {
+    /// The client's own token (`*-self`).
+    SelfToken,
+    /// Another token, by value.
+    Token(&'a str),
+    /// Another token, by accessor.
+    Accessor(&'a str),
+}
+
+impl fmt::Debug for TokenTarget<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenTarget::SelfToken => f.write_str("SelfToken"),
+            TokenTarget::Token(_) => f.write_str("Token(<redacted>)"),
+            TokenTarget::Accessor(a) => write!(f, "Accessor({a:?})"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,10 +5,12 @@
 //! client shared by the CLI and the tests.
 #![forbid(unsafe_code)]
 
+pub mod audit_log;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod scheduler;
 pub mod server;
 pub mod store;

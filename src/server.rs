@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::core::clock::SystemClock;
 use crate::core::crypto::Key;
+use crate::core::roles::RolesSource;
 use crate::core::token::generate_token;
 use crate::core::Vault;
 use crate::http::{self, AppState};
@@ -130,6 +131,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         vault.auto_unseal().context("auto-unseal")?;
     }
 
+    // Rotation: the reconciler runs now and on every wake-up (it skips while sealed).
+    crate::scheduler::start(vault.clone(), &cfg.rotation).context("rotation scheduler")?;
     let state = actix_web::web::Data::new(AppState {
         vault: vault.clone(),
         limits: cfg.limits.clone(),
@@ -150,11 +153,15 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let limits = cfg.limits.clone();
     let tidy_vault = state.vault.clone();
+    let roles = actix_web::web::Data::new(RolesSource::new(&cfg.roles_file));
+    let roles_task = roles_watcher(state.vault.clone(), roles.get_ref().clone())?;
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
+            .app_data(roles.clone())
             .configure(http::configure)
     })
+    .on_connect(peer_certificates)
     .client_request_timeout(Duration::from_millis(limits.head_timeout_ms))
     .client_disconnect_timeout(Duration::from_secs(2))
     .shutdown_timeout(limits.shutdown_timeout_s);
@@ -167,12 +174,19 @@ async fn serve(
             .bind(&cfg.listen)
             .with_context(|| format!("binding {}", cfg.listen))?
     } else {
-        let tls = tls_config(Path::new(&cfg.tls_cert_file), Path::new(&cfg.tls_key_file))?;
+        let client_ca =
+            (!cfg.tls_client_ca_file.is_empty()).then(|| Path::new(&cfg.tls_client_ca_file));
+        let tls = tls_config(
+            Path::new(&cfg.tls_cert_file),
+            Path::new(&cfg.tls_key_file),
+            client_ca,
+        )?;
         server
             .bind_rustls_0_23(&cfg.listen, tls)
             .with_context(|| format!("binding {}", cfg.listen))?
     };
     let addr: SocketAddr = *server.addrs().first().context("no listening address")?;
+    actix_web::rt::spawn(roles_task);
     // Expired tokens are refused at once; this removes them from the store, at start and
     // every minute.
     actix_web::rt::spawn(async move {
@@ -183,7 +197,11 @@ async fn serve(
                 continue;
             }
             let v = tidy_vault.clone();
-            match actix_web::rt::task::spawn_blocking(move || v.token_tidy()).await {
+            match actix_web::rt::task::spawn_blocking(move || {
+                v.token_tidy().and_then(|_| v.approle_tidy())
+            })
+            .await
+            {
                 Ok(Err(e)) => tracing::warn!(error = %e, "token tidy failed"),
                 Err(e) => tracing::warn!(error = %e, "token tidy task failed"),
                 Ok(Ok(_)) => {}
@@ -322,8 +340,90 @@ fn load_auto_unseal_key(cfg: &Config) -> anyhow::Result<Option<Key>> {
     parse_key(&text).map(Some)
 }
 
-/// rustls with TLS 1.2 and 1.3 only (rustls implements nothing older).
-pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+/// The roles file: checked now (a malformed file stops the start) and applied now if the vault
+/// is unsealed; the returned task applies it again whenever the vault becomes unsealed (checked
+/// every second) and on SIGHUP, logging the outcome. A rejected file changes nothing.
+fn roles_watcher(
+    vault: Arc<Vault>,
+    src: RolesSource,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    src.check().context("roles_file")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut unsealed = !vault.is_sealed();
+    if unsealed {
+        apply_roles(&vault, &src, "start");
+    }
+    Ok(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(1));
+        loop {
+            let trigger = tokio::select! {
+                _ = hup.recv() => Some("SIGHUP"),
+                _ = tick.tick() => {
+                    let now = !vault.is_sealed();
+                    let became_unsealed = now && !unsealed;
+                    unsealed = now;
+                    became_unsealed.then_some("unseal")
+                }
+            };
+            let Some(trigger) = trigger else { continue };
+            if vault.is_sealed() {
+                tracing::warn!("SIGHUP while sealed: the roles file is applied at the next unseal");
+                continue;
+            }
+            let (v, s) = (vault.clone(), src.clone());
+            let done = actix_web::rt::task::spawn_blocking(move || apply_roles(&v, &s, trigger));
+            if let Err(e) = done.await {
+                tracing::warn!(error = %e, "roles file task failed");
+            }
+        }
+    })
+}
+
+fn apply_roles(vault: &Vault, src: &RolesSource, trigger: &str) {
+    if src.path.is_none() {
+        if trigger == "SIGHUP" {
+            tracing::info!("SIGHUP: no roles_file is configured, nothing to reload");
+        }
+        return;
+    }
+    match vault.roles_reload(src) {
+        Ok(r) => tracing::info!(
+            trigger,
+            roles = r.roles.len(),
+            written = r.written.len(),
+            removed = r.removed.len(),
+            "roles file applied"
+        ),
+        Err(e) => tracing::error!(
+            trigger,
+            error = %e,
+            "roles file rejected; the roles in force are unchanged"
+        ),
+    }
+}
+
+/// `on_connect`: hands the client certificate chain that rustls verified to the handlers
+/// (`auth/cert/login`), as [`http::cert::PeerCertificates`].
+fn peer_certificates(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    use actix_tls::accept::rustls_0_23::TlsStream;
+    if let Some(tls) = conn.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>() {
+        if let Some(certs) = tls.get_ref().1.peer_certificates() {
+            ext.insert(http::cert::PeerCertificates(
+                certs.iter().map(|c| c.clone().into_owned()).collect(),
+            ));
+        }
+    }
+}
+
+/// rustls with TLS 1.2 and 1.3 only (rustls implements nothing older). With `client_ca`, a
+/// client certificate is requested but not required; one that is presented must chain to
+/// that CA and be valid, or the handshake fails.
+pub fn tls_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> anyhow::Result<rustls::ServerConfig> {
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
         std::fs::File::open(cert)
             .with_context(|| format!("opening tls_cert_file {}", cert.display()))?,
@@ -340,9 +440,35 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfi
     .with_context(|| format!("parsing {}", key.display()))?
     .with_context(|| format!("no private key in {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pemfile::certs(&mut std::io::BufReader::new(
+                std::fs::File::open(ca)
+                    .with_context(|| format!("opening tls_client_ca_file {}", ca.display()))?,
+            )) {
+                let c = c.with_context(|| format!("parsing {}", ca.display()))?;
+                roots
+                    .add(c)
+                    .with_context(|| format!("a CA certificate in {}", ca.display()))?;
+            }
+            if roots.is_empty() {
+                bail!("no certificate in tls_client_ca_file {}", ca.display());
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .context("client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let cfg = builder
         .with_single_cert(certs, key)
         .context("certificate and key do not match")?;
     Ok(cfg)

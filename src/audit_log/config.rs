@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where durable lines are copied, asynchronously and lossily (never blocks an append).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MirrorKind {
     #[default]
@@ -19,28 +19,29 @@ pub enum MirrorKind {
 
 /// Settings of the journal. Durations are strings such as `"30s"`, `"24h"`, `"90d"` (or whole
 /// seconds); sizes are bytes. `0` means "no limit" for the retention settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JournalConfig {
     /// Directory of the segment files; `None`: `<data_dir>/audit`.
+    #[serde(deserialize_with = "de_dir", serialize_with = "ser_dir")]
     pub dir: Option<PathBuf>,
     /// Start a new segment once the current one reaches this size.
     pub segment_max_bytes: u64,
     /// Start a new segment once the current one is this old.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub segment_max_age: Duration,
     /// Delete closed segments whose last write is older than this (0: keep).
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub retain_max_age: Duration,
     /// Delete the oldest closed segments while all segments together exceed this (0: keep).
     pub retain_max_bytes: u64,
     /// Write a signed checkpoint after this many records.
     pub checkpoint_every: u64,
     /// ...or after this long, if records were written since the last one.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub checkpoint_interval: Duration,
     /// An append not durable within this time fails with `Unavailable` (hung disk).
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub write_deadline: Duration,
     /// Appends waiting beyond this number are refused at once with `Unavailable`.
     pub max_pending: usize,
@@ -92,6 +93,24 @@ impl JournalConfig {
     }
 }
 
+/// `""` (the default, so `ARCA_AUDIT_DIR` can override it) means `<data_dir>/audit`.
+fn de_dir<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    Ok(s.filter(|s| !s.is_empty()).map(PathBuf::from))
+}
+
+fn ser_dir<S: Serializer>(dir: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &dir.as_ref()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    )
+}
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -134,6 +153,9 @@ mod tests {
         let d: JournalConfig = toml::from_str("write_deadline = 2").unwrap();
         assert_eq!(d.write_deadline, Duration::from_secs(2));
         assert!(toml::from_str::<JournalConfig>("bogus = 1").is_err());
-        assert_eq!(toml::from_str::<JournalConfig>("").unwrap(), JournalConfig::default());
+        assert_eq!(
+            toml::from_str::<JournalConfig>("").unwrap(),
+            JournalConfig::default()
+        );
     }
 }

@@ -84,7 +84,10 @@ mod tests {
         let d = hmac_value(&K, &json!(null));
         assert!(a.starts_with("hmac-sha256:") && a.len() == 12 + 64);
         assert!(a != b && b != c && c != d && a != d);
-        let r = redact(&json!({"password": "x", "n": [1, "1", null, {"deep": false}]}), &K);
+        let r = redact(
+            &json!({"password": "x", "n": [1, "1", null, {"deep": false}]}),
+            &K,
+        );
         assert_eq!(r["password"], json!(hmac_value(&K, &json!("x"))));
         assert_eq!(r["n"][0], json!(a));
         assert_eq!(r["n"][1], json!(b));
@@ -94,6 +97,9 @@ mod tests {
 
     #[test]
     fn canonical_sorts_keys() {
-        assert_eq!(canonical_json(&json!({"b": 1, "a": [true, "x\n"]})), r#"{"a":[true,"x\n"],"b":1}"#);
+        assert_eq!(
+            canonical_json(&json!({"b": 1, "a": [true, "x\n"]})),
+            r#"{"a":[true,"x\n"],"b":1}"#
+        );
     }
 }

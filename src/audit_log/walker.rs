@@ -74,7 +74,6 @@ pub(crate) struct Last {
 struct Suspect {
     pos: Pos,
     reason: String,
-    end: u64,
 }
 
 pub(crate) struct WalkOptions<'k> {
@@ -158,7 +157,10 @@ impl<'k> Walker<'k> {
     fn where_(&self, pos: Pos) -> String {
         format!(
             "{} line {}",
-            self.file_names.get(pos.file).map(String::as_str).unwrap_or("?"),
+            self.file_names
+                .get(pos.file)
+                .map(String::as_str)
+                .unwrap_or("?"),
             pos.line
         )
     }
@@ -204,56 +206,50 @@ impl<'k> Walker<'k> {
             });
         if let Some(s) = &self.suspect {
             let (spos, sreason) = (s.pos, s.reason.clone());
-            match parsed {
-                Ok(h) => {
-                    if h.kind.as_deref() == Some("torn_tail") && self.chains(&h) {
-                        let rec: Option<TornRec> = serde_json::from_slice(bytes).ok();
-                        let cur_name = self.file_names.last().cloned().unwrap_or_default();
-                        match rec {
-                            Some(t)
-                                if t.offset == spos.offset
-                                    && t.offset + t.length == offset
-                                    && t.segment == cur_name =>
-                            {
-                                self.torn.push(TornTail {
-                                    file: self.files[spos.file].clone(),
-                                    offset: t.offset,
-                                    length: t.length,
-                                    marked: true,
-                                });
-                                self.suspect = None;
-                                self.accept(bytes, &h, pos, end, terminated);
-                            }
-                            _ => self.fail(
-                                TamperKind::Malformed,
-                                pos,
-                                Some(h.seq),
-                                "torn_tail record does not name the bytes before it".into(),
-                            ),
+            // Another unparsable line is part of the same bad range.
+            if let Ok(h) = parsed {
+                if h.kind.as_deref() == Some("torn_tail") && self.chains(&h) {
+                    let rec: Option<TornRec> = serde_json::from_slice(bytes).ok();
+                    let cur_name = self.file_names.last().cloned().unwrap_or_default();
+                    match rec {
+                        Some(t)
+                            if t.offset == spos.offset
+                                && t.offset + t.length == offset
+                                && t.segment == cur_name =>
+                        {
+                            self.torn.push(TornTail {
+                                file: self.files[spos.file].clone(),
+                                offset: t.offset,
+                                length: t.length,
+                                marked: true,
+                            });
+                            self.suspect = None;
+                            self.accept(bytes, &h, pos, end, terminated);
                         }
-                    } else {
-                        self.fail(
+                        _ => self.fail(
                             TamperKind::Malformed,
-                            spos,
-                            None,
-                            format!(
-                                "not a valid record ({sreason}), and not a torn tail marked by \
-                                 the server: inserted or damaged"
-                            ),
-                        );
+                            pos,
+                            Some(h.seq),
+                            "torn_tail record does not name the bytes before it".into(),
+                        ),
                     }
-                }
-                Err(_) => {
-                    if let Some(s) = &mut self.suspect {
-                        s.end = end;
-                    }
+                } else {
+                    self.fail(
+                        TamperKind::Malformed,
+                        spos,
+                        None,
+                        format!(
+                            "not a valid record ({sreason}), and not a torn tail marked by \
+                             the server: inserted or damaged"
+                        ),
+                    );
                 }
             }
             return;
         }
         match parsed {
             Err(reason) => {
-                self.suspect = Some(Suspect { pos, reason, end });
+                self.suspect = Some(Suspect { pos, reason });
             }
             Ok(h) => {
                 if self.check(bytes, &h, pos) {
@@ -429,6 +425,11 @@ impl<'k> Walker<'k> {
             // The writer follows every segment_start with a checkpoint.
             self.promise = Some((h.seq + 1, None));
         }
+        if kind == "key_pending" {
+            // The writer had no signing key yet (vault sealed): no checkpoint is promised
+            // until one arrives; the next checkpoint signs the head over this stretch.
+            self.promise = None;
+        }
         if let Some((by, cp)) = self.promise {
             if h.seq > by && kind != "checkpoint" {
                 let msg = match cp {
@@ -464,11 +465,7 @@ impl<'k> Walker<'k> {
             }
         }
         match kind {
-            "checkpoint" => {
-                if !self.check_checkpoint(bytes, h, pos) {
-                    return;
-                }
-            }
+            "checkpoint" if !self.check_checkpoint(bytes, h, pos) => return,
             "torn_tail" if self.torn.last().map(|t| t.offset + t.length) != Some(pos.offset) => {
                 self.fail(
                     TamperKind::Malformed,
@@ -587,14 +584,15 @@ impl<'k> Walker<'k> {
                     length: file_len.saturating_sub(s.pos.offset),
                     marked: false,
                 });
-                // Remember where: used by `open` to mark it.
-                let _ = s.end;
             } else {
                 self.fail(
                     TamperKind::Malformed,
                     s.pos,
                     None,
-                    format!("not a valid record ({}), and not marked as a torn tail", s.reason),
+                    format!(
+                        "not a valid record ({}), and not marked as a torn tail",
+                        s.reason
+                    ),
                 );
                 return;
             }

@@ -25,6 +25,16 @@ enum Command {
     Kv(arca::cli::KvArgs),
     /// Operate the server: init, unseal, seal, status, key rotation
     Operator(arca::cli::OperatorArgs),
+    /// Create, look up, renew and revoke tokens; show a token's capabilities
+    Token(arca::cli::TokenArgs),
+    /// Write, read, list and delete ACL policies
+    Policy(arca::cli::PolicyArgs),
+    /// Token roles and the roles file: list, read, reload, and a token of a role
+    Role(arca::cli::RoleArgs),
+    /// Exchange an AppRole secret id or a TLS client certificate for a token
+    Login(arca::cli::LoginArgs),
+    /// Secret rotation: policies, rotate now, resume/abort, status
+    Rotate(arca::cli::rotate::RotateArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,5 +50,10 @@ fn main() -> ExitCode {
         },
         Command::Kv(args) => arca::cli::run_kv(args),
         Command::Operator(args) => arca::cli::run_operator(args),
+        Command::Token(args) => arca::cli::run_token(args),
+        Command::Policy(args) => arca::cli::run_policy(args),
+        Command::Role(args) => arca::cli::run_role(args),
+        Command::Login(args) => arca::cli::run_login(args),
+        Command::Rotate(args) => arca::cli::rotate::run(args),
     }
 }

@@ -12,20 +12,30 @@ use std::process::ExitCode;
 use crate::client::{Client, ClientError, DEFAULT_ADDR};
 
 pub mod kv;
+pub mod login;
 pub mod operator;
 pub mod output;
+pub mod policy;
+pub mod role;
+pub mod rotate;
+pub mod token;
 
 pub use kv::{KvArgs, KvCommand, KvMetadataCommand};
+pub use login::{LoginArgs, LoginCommand};
 pub use operator::{OperatorArgs, OperatorCommand};
+pub use policy::{PolicyArgs, PolicyCommand};
+pub use role::{RoleArgs, RoleCommand};
+pub use token::{TokenArgs, TokenCommand};
 
 /// The top-level `arca --help` text: what the client commands use, and the exit codes.
 pub const LONG_ABOUT: &str = "\
 A self-hosted secrets vault with a Vault-compatible HTTP API.
 
-`arca server` runs the server. The client commands (kv, operator) talk to the server at --address (env ARCA_ADDR, then \
+`arca server` runs the server. The client commands (kv, operator, token, policy, role, login) talk to the server at --address (env ARCA_ADDR, then \
 VAULT_ADDR; default http://127.0.0.1:8200) and authenticate with the token in the environment \
 variable ARCA_TOKEN (or VAULT_TOKEN). There is deliberately no --token flag: command lines are \
-visible to every user of the machine (ps, /proc).
+visible to every user of the machine (ps, /proc). For the same reason every command that takes \
+a token or a secret id as an argument also accepts '-' to read it from standard input.
 
 Exit codes (as the vault CLI):
   0  success
@@ -67,9 +77,8 @@ fn env_first(names: &[&str]) -> Option<String> {
 }
 
 impl ClientOpts {
-    /// The client: flags first, then the environment. The token only ever comes from the
-    /// environment.
-    pub fn client(&self) -> Result<Client, CliError> {
+    /// The server address and CA file: flags first, then the environment.
+    pub fn resolved(&self) -> (String, Option<PathBuf>) {
         let addr = self
             .address
             .clone()
@@ -79,6 +88,13 @@ impl ClientOpts {
             .ca_cert
             .clone()
             .or_else(|| env_first(&["ARCA_CACERT", "VAULT_CACERT"]).map(PathBuf::from));
+        (addr, ca)
+    }
+
+    /// The client: flags first, then the environment. The token only ever comes from the
+    /// environment.
+    pub fn client(&self) -> Result<Client, CliError> {
+        let (addr, ca) = self.resolved();
         Client::new(&addr, Client::token_from_env(), ca.as_deref()).map_err(|e| match e {
             ClientError::InvalidInput(m) => CliError::Usage(m),
             other => CliError::Failed(other.to_string()),
@@ -172,10 +188,18 @@ fn finish(result: CmdResult, out: &mut dyn Write) -> ExitCode {
 }
 
 fn with_ctx(opts: &ClientOpts, f: impl FnOnce(&mut Ctx<'_>) -> CmdResult) -> ExitCode {
+    with_client_ctx(opts.client(), opts, f)
+}
+
+fn with_client_ctx(
+    client: Result<Client, CliError>,
+    opts: &ClientOpts,
+    f: impl FnOnce(&mut Ctx<'_>) -> CmdResult,
+) -> ExitCode {
     let stdout = io::stdout();
     let tty = stdout.is_terminal();
     let mut out = stdout.lock();
-    let result = opts.client().and_then(|client| {
+    let result = client.and_then(|client| {
         let mut ctx = Ctx {
             client,
             format: opts.format,
@@ -201,6 +225,35 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
 pub fn run_operator(args: OperatorArgs) -> ExitCode {
     let OperatorArgs { opts, command } = args;
     with_ctx(&opts, |ctx| operator::run(ctx, command))
+}
+
+/// Runs `arca token ...`.
+pub fn run_token(args: TokenArgs) -> ExitCode {
+    let TokenArgs { opts, command } = args;
+    with_ctx(&opts, |ctx| token::run(ctx, command))
+}
+
+/// Runs `arca policy ...`.
+pub fn run_policy(args: PolicyArgs) -> ExitCode {
+    let PolicyArgs { opts, command } = args;
+    with_ctx(&opts, |ctx| policy::run(ctx, command))
+}
+
+/// Runs `arca role ...`.
+pub fn run_role(args: RoleArgs) -> ExitCode {
+    let RoleArgs { opts, command } = args;
+    with_ctx(&opts, |ctx| role::run(ctx, command))
+}
+
+/// Runs `arca login ...`. The environment's token is not used: a login is how one gets a token.
+pub fn run_login(args: LoginArgs) -> ExitCode {
+    let LoginArgs { opts, command } = args;
+    match command {
+        LoginCommand::Approle(a) => with_ctx(&opts, |ctx| login::approle(ctx, &a)),
+        LoginCommand::Cert(a) => with_client_ctx(login::cert_client(&opts, &a), &opts, |ctx| {
+            login::cert(ctx, &a)
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -290,9 +290,11 @@ impl Vault {
         validate_key_path(path)?;
         let guard = self.kv_lock(mount, path);
         let existing = self.load_meta(mount, path)?;
-        self.kv_write_locked(mount, path, existing, data, cas, guard)
+        self.kv_write_locked(mount, path, existing, data, cas, guard, Vec::new())
     }
 
+    /// `extra`: more ops for the same atomic batch (rotation promotion).
+    #[allow(clippy::too_many_arguments)] // private; one call site per writer kind
     fn kv_write_locked(
         &self,
         mount: &str,
@@ -301,6 +303,7 @@ impl Vault {
         data: &Map<String, Value>,
         cas: Option<u64>,
         guard: std::sync::MutexGuard<'_, ()>,
+        extra: Vec<Op>,
     ) -> Result<VersionInfo> {
         let cfg = self.kv_config(mount)?;
         let now = self.now();
@@ -372,6 +375,7 @@ impl Vault {
             meta.oldest_version = oldest;
         }
         ops.push(self.meta_op(mount, path, &meta)?);
+        ops.extend(extra);
         self.store.batch(ops)?;
         drop(guard);
         self.store.sync()?;
@@ -399,7 +403,7 @@ impl Vault {
         let Value::Object(m) = merged else {
             return Err(internal("merge produced a non-object"));
         };
-        self.kv_write_locked(mount, path, Some(meta), &m, cas, guard)
+        self.kv_write_locked(mount, path, Some(meta), &m, cas, guard, Vec::new())
     }
 
     fn kv_read_version_locked(
@@ -603,6 +607,32 @@ impl Vault {
             return Err(Error::NotFound);
         }
         Ok(out.into_iter().collect())
+    }
+}
+
+// ---- rotation hook (used by core::rotation; keep separate from the KV API above) ----
+impl Vault {
+    /// Writes a new version built by `build` from the current live data (`None` if absent or
+    /// deleted), with the ops `extra(new_version)` in the same atomic batch. A system write:
+    /// `cas_required` does not apply (the version is computed under the key's lock).
+    pub(crate) fn kv_write_with_ops(
+        &self,
+        mount: &str,
+        path: &str,
+        build: impl FnOnce(Option<Map<String, Value>>) -> Result<Map<String, Value>>,
+        extra: impl FnOnce(u64) -> Result<Vec<Op>>,
+    ) -> Result<VersionInfo> {
+        validate_key_path(path)?;
+        let guard = self.kv_lock(mount, path);
+        let existing = self.load_meta(mount, path)?;
+        let current = match &existing {
+            Some(m) => self.kv_read_version_locked(mount, path, m)?,
+            None => None,
+        };
+        let data = build(current)?;
+        let cur_version = existing.as_ref().map(|m| m.current_version).unwrap_or(0);
+        let ops = extra(cur_version + 1)?;
+        self.kv_write_locked(mount, path, existing, &data, Some(cur_version), guard, ops)
     }
 }
 

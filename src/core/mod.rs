@@ -8,6 +8,7 @@ pub mod keyring;
 pub mod kv;
 pub mod policies;
 pub mod policy;
+pub mod roles;
 pub mod rotation;
 pub mod shamir;
 pub mod token;

@@ -394,8 +394,8 @@ impl Pattern {
         if parts.len() < n || (!self.glob && parts.len() != n) {
             return false;
         }
-        for i in 0..n - 1 {
-            if self.segs[i] != "+" && self.segs[i] != parts[i] {
+        for (seg, part) in self.segs[..n - 1].iter().zip(&parts) {
+            if seg != "+" && seg != part {
                 return false;
             }
         }

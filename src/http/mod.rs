@@ -8,6 +8,7 @@ pub mod kv;
 pub mod policy;
 pub mod request;
 pub mod response;
+pub mod roles;
 pub mod rotation;
 pub mod sys;
 pub mod token;
@@ -101,7 +102,7 @@ fn target_exists(vault: &Vault, path: &str) -> Result<Option<bool>, Error> {
 fn needs_sudo(path: &str) -> bool {
     matches!(
         path,
-        "sys/seal" | "sys/rotate" | "sys/key-status" | "sys/audit"
+        "sys/seal" | "sys/rotate" | "sys/key-status" | "sys/audit" | "sys/roles/reload"
     ) || path.starts_with("sys/audit/")
 }
 

@@ -234,6 +234,10 @@ pub async fn route(
         p if p == "rotation" || p.starts_with("rotation/") => {
             super::rotation::sys_route(req, ctx, &p["rotation".len()..], payload, st).await
         }
+        "roles" | "roles/reload" => super::roles::route(req, ctx, rest, payload, st).await,
+        p if p == "auth" || p.starts_with("auth/") => {
+            super::approle::sys_auth(req, ctx, rest, payload, st).await
+        }
         "audit" | "audit/" => match ctx.op {
             Op::Read => Ok(response::ok_with_top_level(json!({}))),
             _ => Err(ApiError::method_not_allowed()),

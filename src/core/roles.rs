@@ -1,0 +1,1148 @@
+//! Roles declared in a file (`roles_file`; example in `config/roles.toml`).
+//!
+//! A role is a name, policies (existing ACL policies) and/or inline rules (path -> capabilities,
+//! compiled into a stored ACL policy `role-<name>`), token limits, and optional mappings of
+//! TLS client certificates (`auth/cert/login`). Applying a file writes, for each role, that
+//! policy and a token role `<name>` whose allowed policies are the role's policies plus
+//! `role-<name>`, so `auth/token/create/<name>` hands out exactly that and nothing more.
+//!
+//! Parsing and validation are pure ([`parse`]); a file is checked as a whole before anything is
+//! written, and a malformed file changes nothing. Applying is idempotent. What the file created
+//! is recorded (encrypted) under `roles/managed`, so roles removed from the file are removed
+//! again, and nothing the file did not create is ever overwritten or deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{label, Location};
+use super::error::{Error, Result};
+use super::policies::is_root_name;
+use super::policy::{self, Caps};
+use super::token::{normalize_cidrs, TokenRole, SYSTEM_MAX_TTL};
+use super::vault::Vault;
+
+/// Prefix of the ACL policy compiled from a role's inline rules.
+pub const POLICY_PREFIX: &str = "role-";
+const MANAGED_KEY: &[u8] = b"roles/managed";
+const MAX_ROLE_NAME: usize = 64;
+
+/// Serializes applications of the roles file (SIGHUP, `sys/roles/reload`, unseal) in this
+/// process, so two reloads never interleave their writes.
+static APPLY_LOCK: Mutex<()> = Mutex::new(());
+
+/// Which client certificates map to a role (Vault's cert auth constraints). Each non-empty
+/// list must be satisfied (one entry matching); at least one list is set when a role has
+/// mappings. Patterns are exact, or `*.` + a suffix matching exactly one more DNS label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertMapping {
+    pub allowed_common_names: Vec<String>,
+    pub allowed_dns_sans: Vec<String>,
+    pub allowed_uri_sans: Vec<String>,
+}
+
+impl CertMapping {
+    pub fn is_empty(&self) -> bool {
+        self.allowed_common_names.is_empty()
+            && self.allowed_dns_sans.is_empty()
+            && self.allowed_uri_sans.is_empty()
+    }
+
+    /// Does a certificate with this identity map to the role? Never for an empty mapping.
+    pub fn matches(&self, id: &CertIdentity) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let cn_ok = self.allowed_common_names.is_empty()
+            || id.common_name.as_deref().is_some_and(|cn| {
+                self.allowed_common_names
+                    .iter()
+                    .any(|p| name_matches(p, cn, true))
+            });
+        let dns_ok = self.allowed_dns_sans.is_empty()
+            || id.dns_sans.iter().any(|d| {
+                self.allowed_dns_sans
+                    .iter()
+                    .any(|p| name_matches(p, d, true))
+            });
+        let uri_ok = self.allowed_uri_sans.is_empty()
+            || id.uri_sans.iter().any(|u| {
+                self.allowed_uri_sans
+                    .iter()
+                    .any(|p| name_matches(p, u, false))
+            });
+        cn_ok && dns_ok && uri_ok
+    }
+}
+
+/// `pattern` is exact, or `*.rest`: then `name` is one non-empty label (no '.') + `.rest`.
+fn name_matches(pattern: &str, name: &str, ignore_case: bool) -> bool {
+    let eq = |a: &str, b: &str| {
+        if ignore_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => match name.split_once('.') {
+            Some((first, rest)) => !first.is_empty() && !first.contains('*') && eq(rest, suffix),
+            None => false,
+        },
+        None => eq(pattern, name),
+    }
+}
+
+/// One validated role of the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub name: String,
+    pub description: String,
+    /// Existing ACL policies, normalized, sorted.
+    pub policies: Vec<String>,
+    /// Inline rules: path pattern -> capability names (sorted).
+    pub rules: BTreeMap<String, Vec<String>>,
+    pub token_ttl: u64,
+    pub token_max_ttl: u64,
+    pub token_explicit_max_ttl: u64,
+    pub token_num_uses: u64,
+    pub token_period: u64,
+    pub token_bound_cidrs: Vec<String>,
+    pub certs: CertMapping,
+}
+
+impl Role {
+    /// `role-<name>` when the role has inline rules.
+    pub fn rules_policy_name(&self) -> Option<String> {
+        (!self.rules.is_empty()).then(|| format!("{POLICY_PREFIX}{}", self.name))
+    }
+
+    /// The generated HCL of the inline rules (None without rules).
+    pub fn rules_hcl(&self) -> Option<String> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let mut out = format!(
+            "# Generated by arca from the roles file (role \"{}\").\n# Edits here are replaced at the next reload: edit the roles file instead.\n",
+            self.name
+        );
+        // Paths and capabilities were checked to need no escaping (see `check_rule_path`).
+        for (path, caps) in &self.rules {
+            let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
+            out.push_str(&format!(
+                "\npath \"{path}\" {{\n  capabilities = [{}]\n}}\n",
+                caps.join(", ")
+            ));
+        }
+        Some(out)
+    }
+
+    /// The policies a token of this role may carry (besides `default`).
+    pub fn allowed_policies(&self) -> Vec<String> {
+        let mut p = self.policies.clone();
+        p.extend(self.rules_policy_name());
+        p.sort();
+        p.dedup();
+        p
+    }
+
+    /// The token role written for this role. `token_max_ttl` is also enforced as an explicit
+    /// max TTL (the tighter of the two), so no token of the role outlives it, renewals included.
+    pub fn token_role(&self) -> TokenRole {
+        let explicit = match (self.token_explicit_max_ttl, self.token_max_ttl) {
+            (0, m) => m,
+            (e, 0) => e,
+            (e, m) => e.min(m),
+        };
+        TokenRole {
+            name: self.name.clone(),
+            allowed_policies: self.allowed_policies(),
+            disallowed_policies: Vec::new(),
+            orphan: false,
+            renewable: true,
+            path_suffix: String::new(),
+            token_ttl: self.token_ttl,
+            token_max_ttl: self.token_max_ttl,
+            token_explicit_max_ttl: explicit,
+            token_period: self.token_period,
+            token_num_uses: self.token_num_uses,
+            token_no_default_policy: false,
+            token_bound_cidrs: self.token_bound_cidrs.clone(),
+        }
+    }
+
+    /// The settings shown by `GET sys/roles`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "description": self.description,
+            "policies": self.policies,
+            "rules": self.rules,
+            "policy": self.rules_policy_name(),
+            "token_policies": self.allowed_policies(),
+            "token_ttl": self.token_ttl,
+            "token_max_ttl": self.token_max_ttl,
+            "token_explicit_max_ttl": self.token_explicit_max_ttl,
+            "token_num_uses": self.token_num_uses,
+            "token_period": self.token_period,
+            "token_bound_cidrs": self.token_bound_cidrs,
+            "certs": self.certs,
+        })
+    }
+}
+
+/// A parsed, validated roles file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RolesFile {
+    pub roles: BTreeMap<String, Role>,
+}
+
+/// Why a roles file was rejected; the text names the role and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RolesError(pub String);
+
+fn role_err(role: &str, field: &str, msg: impl std::fmt::Display) -> RolesError {
+    RolesError(format!("role \"{role}\": field \"{field}\": {msg}"))
+}
+
+fn kind(v: &toml::Value) -> &'static str {
+    v.type_str()
+}
+
+fn string_list(
+    role: &str,
+    field: &str,
+    v: &toml::Value,
+) -> std::result::Result<Vec<String>, RolesError> {
+    let arr = v.as_array().ok_or_else(|| {
+        role_err(
+            role,
+            field,
+            format!("expected a list of strings, got {}", kind(v)),
+        )
+    })?;
+    arr.iter()
+        .map(|x| {
+            x.as_str().map(|s| s.trim().to_string()).ok_or_else(|| {
+                role_err(
+                    role,
+                    field,
+                    format!("expected a list of strings, found {}", kind(x)),
+                )
+            })
+        })
+        .collect()
+}
+
+fn duration(role: &str, field: &str, v: &toml::Value) -> std::result::Result<u64, RolesError> {
+    let secs = match v {
+        toml::Value::Integer(i) if *i >= 0 => *i as u64,
+        toml::Value::String(s) => {
+            super::duration::parse_seconds(s).map_err(|e| role_err(role, field, e))?
+        }
+        other => {
+            return Err(role_err(
+                role,
+                field,
+                format!(
+                    "expected a duration (\"90s\", \"15m\", \"8h\") or whole seconds, got {}",
+                    kind(other)
+                ),
+            ))
+        }
+    };
+    if secs > SYSTEM_MAX_TTL {
+        return Err(role_err(
+            role,
+            field,
+            format!("{secs}s is longer than the system maximum of {SYSTEM_MAX_TTL}s (768h)"),
+        ));
+    }
+    Ok(secs)
+}
+
+fn check_role_name(name: &str) -> std::result::Result<(), RolesError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_ROLE_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        return Err(RolesError(format!(
+            "role \"{name}\": invalid name: 1 to {MAX_ROLE_NAME} characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+        )));
+    }
+    if is_root_name(name) || name == "default" {
+        return Err(RolesError(format!(
+            "role \"{name}\": this name is reserved"
+        )));
+    }
+    Ok(())
+}
+
+/// Rule paths are written into generated HCL: only characters that need no escaping, and
+/// nothing HCL would interpolate.
+fn check_rule_path(role: &str, path: &str) -> std::result::Result<(), RolesError> {
+    let field = format!("rules[{path}]");
+    if path.is_empty() || path.starts_with('/') {
+        return Err(role_err(
+            role,
+            &field,
+            "paths are API paths without a leading '/' (e.g. \"secret/data/x/*\")",
+        ));
+    }
+    if let Some(c) = path.chars().find(|c| {
+        !(c.is_ascii_alphanumeric()
+            || matches!(c, '/' | '-' | '_' | '.' | '*' | '+' | ':' | '@' | '='))
+    }) {
+        return Err(role_err(
+            role,
+            &field,
+            format!("character {c:?} is not allowed in a rule path"),
+        ));
+    }
+    if path.find('*').is_some_and(|i| i != path.len() - 1) {
+        return Err(role_err(
+            role,
+            &field,
+            "'*' is only allowed at the end of a path (a prefix glob)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_cert_pattern(role: &str, field: &str, p: &str) -> std::result::Result<(), RolesError> {
+    if p.is_empty() {
+        return Err(role_err(role, field, "empty pattern"));
+    }
+    let rest = p.strip_prefix("*.").unwrap_or(p);
+    if rest.is_empty() || rest.contains('*') {
+        return Err(role_err(
+            role,
+            field,
+            format!("{p:?}: a pattern is an exact name, or \"*.\" followed by a name (one leading label wildcard)"),
+        ));
+    }
+    if p.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(role_err(
+            role,
+            field,
+            format!("{p:?}: spaces and control characters are not allowed"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_certs(role: &str, v: &toml::Value) -> std::result::Result<CertMapping, RolesError> {
+    let t = v
+        .as_table()
+        .ok_or_else(|| role_err(role, "certs", format!("expected a table, got {}", kind(v))))?;
+    let mut m = CertMapping::default();
+    for (k, val) in t {
+        let field = format!("certs.{k}");
+        let slot = match k.as_str() {
+            "allowed_common_names" => &mut m.allowed_common_names,
+            "allowed_dns_sans" => &mut m.allowed_dns_sans,
+            "allowed_uri_sans" => &mut m.allowed_uri_sans,
+            _ => {
+                return Err(role_err(
+                    role,
+                    &field,
+                    "unknown field (expected allowed_common_names, allowed_dns_sans or allowed_uri_sans)",
+                ))
+            }
+        };
+        let list = string_list(role, &field, val)?;
+        for p in &list {
+            check_cert_pattern(role, &field, p)?;
+        }
+        *slot = list;
+    }
+    if m.is_empty() {
+        return Err(role_err(
+            role,
+            "certs",
+            "a certificate mapping needs at least one of allowed_common_names, allowed_dns_sans, allowed_uri_sans (an empty one would admit every certificate of the CA)",
+        ));
+    }
+    Ok(m)
+}
+
+fn parse_role(name: &str, v: &toml::Value) -> std::result::Result<Role, RolesError> {
+    check_role_name(name)?;
+    let t = v.as_table().ok_or_else(|| {
+        RolesError(format!(
+            "role \"{name}\": expected a table, got {}",
+            kind(v)
+        ))
+    })?;
+    let mut role = Role {
+        name: name.to_string(),
+        description: String::new(),
+        policies: Vec::new(),
+        rules: BTreeMap::new(),
+        token_ttl: 0,
+        token_max_ttl: 0,
+        token_explicit_max_ttl: 0,
+        token_num_uses: 0,
+        token_period: 0,
+        token_bound_cidrs: Vec::new(),
+        certs: CertMapping::default(),
+    };
+    for (k, val) in t {
+        match k.as_str() {
+            "description" => {
+                role.description = val
+                    .as_str()
+                    .ok_or_else(|| role_err(name, k, format!("expected a string, got {}", kind(val))))?
+                    .to_string();
+            }
+            "policies" => {
+                let mut out = Vec::new();
+                for p in string_list(name, k, val)? {
+                    if is_root_name(&p) {
+                        return Err(role_err(name, k, "the \"root\" policy cannot be given to a role"));
+                    }
+                    out.push(policy::normalize_name(&p).map_err(|e| role_err(name, k, e))?);
+                }
+                out.sort();
+                out.dedup();
+                role.policies = out;
+            }
+            "rules" => {
+                let rules = val
+                    .as_table()
+                    .ok_or_else(|| role_err(name, k, format!("expected a table of path = [capabilities], got {}", kind(val))))?;
+                for (path, caps) in rules {
+                    check_rule_path(name, path)?;
+                    let field = format!("rules[{path}]");
+                    let mut list = string_list(name, &field, caps)?;
+                    if list.is_empty() {
+                        return Err(role_err(name, &field, "empty capability list (use [\"deny\"] to deny)"));
+                    }
+                    for c in &list {
+                        if c == "scan" || Caps::parse(c).is_none() {
+                            return Err(role_err(
+                                name,
+                                &field,
+                                format!("invalid capability {c:?} (create, read, update, patch, delete, list, sudo, deny)"),
+                            ));
+                        }
+                    }
+                    list.sort();
+                    list.dedup();
+                    if list.iter().any(|c| c == "deny") && list.len() > 1 {
+                        return Err(role_err(name, &field, "\"deny\" cannot be combined with other capabilities"));
+                    }
+                    role.rules.insert(path.clone(), list);
+                }
+            }
+            "token_ttl" => role.token_ttl = duration(name, k, val)?,
+            "token_max_ttl" => role.token_max_ttl = duration(name, k, val)?,
+            "token_explicit_max_ttl" => role.token_explicit_max_ttl = duration(name, k, val)?,
+            "token_period" => role.token_period = duration(name, k, val)?,
+            "token_num_uses" => {
+                role.token_num_uses = match val {
+                    toml::Value::Integer(i) if *i >= 0 => *i as u64,
+                    other => {
+                        return Err(role_err(name, k, format!("expected a whole number >= 0, got {}", kind(other))))
+                    }
+                }
+            }
+            "token_bound_cidrs" => {
+                role.token_bound_cidrs =
+                    normalize_cidrs(&string_list(name, k, val)?).map_err(|e| role_err(name, k, e))?;
+            }
+            "certs" => role.certs = parse_certs(name, val)?,
+            _ => {
+                return Err(role_err(
+                    name,
+                    k,
+                    "unknown field (expected description, policies, rules, token_ttl, token_max_ttl, token_explicit_max_ttl, token_num_uses, token_period, token_bound_cidrs, certs)",
+                ))
+            }
+        }
+    }
+    if role.policies.is_empty() && role.rules.is_empty() {
+        return Err(role_err(
+            name,
+            "policies",
+            "a role needs policies or rules (or both)",
+        ));
+    }
+    if role.token_max_ttl > 0 && role.token_ttl > role.token_max_ttl {
+        return Err(role_err(name, "token_ttl", "longer than token_max_ttl"));
+    }
+    if role.token_explicit_max_ttl > 0 && role.token_ttl > role.token_explicit_max_ttl {
+        return Err(role_err(
+            name,
+            "token_ttl",
+            "longer than token_explicit_max_ttl",
+        ));
+    }
+    // The generated policy must parse exactly as written policies do.
+    if let (Some(pname), Some(hcl)) = (role.rules_policy_name(), role.rules_hcl()) {
+        policy::parse(&pname, &hcl).map_err(|e| role_err(name, "rules", e))?;
+    }
+    Ok(role)
+}
+
+/// Parses and validates a roles file (pure). Every role is checked; the first problem found
+/// rejects the whole file.
+pub fn parse(text: &str) -> std::result::Result<RolesFile, RolesError> {
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| RolesError(format!("not valid TOML: {}", e.message())))?;
+    let mut file = RolesFile::default();
+    for (k, v) in &table {
+        if k != "roles" {
+            return Err(RolesError(format!(
+                "unknown top-level key \"{k}\" (roles are declared as [roles.<name>])"
+            )));
+        }
+        let roles = v.as_table().ok_or_else(|| {
+            RolesError("\"roles\" must be a table of [roles.<name>] tables".into())
+        })?;
+        for (name, rv) in roles {
+            file.roles.insert(name.clone(), parse_role(name, rv)?);
+        }
+    }
+    // A role may name the rules policy of another role of the same file.
+    let generated: BTreeSet<String> = file
+        .roles
+        .values()
+        .filter_map(Role::rules_policy_name)
+        .collect();
+    for r in file.roles.values() {
+        for p in &r.policies {
+            if p.strip_prefix(POLICY_PREFIX)
+                .is_some_and(|other| file.roles.contains_key(other))
+                && !generated.contains(p)
+            {
+                return Err(role_err(
+                    &r.name,
+                    "policies",
+                    format!("{p:?} is the rules policy of a role without rules"),
+                ));
+            }
+        }
+    }
+    Ok(file)
+}
+
+/// Reads and parses a roles file. Errors name the file.
+pub fn load(path: &Path) -> std::result::Result<RolesFile, RolesError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RolesError(format!("roles file {}: {e}", path.display())))?;
+    parse(&text).map_err(|e| RolesError(format!("roles file {}: {e}", path.display())))
+}
+
+/// What a TLS client certificate says about its holder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertIdentity {
+    /// The first common name of the subject.
+    pub common_name: Option<String>,
+    pub dns_sans: Vec<String>,
+    pub uri_sans: Vec<String>,
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl CertIdentity {
+    /// Reads the subject CN, DNS and URI SANs and validity of a DER certificate. The chain
+    /// was verified by rustls at the handshake; this only reads names.
+    pub fn from_der(der: &[u8]) -> std::result::Result<CertIdentity, String> {
+        use x509_cert::der::{Decode, Tag, Tagged};
+        let cert = x509_cert::Certificate::from_der(der).map_err(|e| e.to_string())?;
+        let tbs = &cert.tbs_certificate;
+        let cn_oid = x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
+        let san_oid = x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.29.17");
+        let mut id = CertIdentity {
+            not_before: tbs.validity.not_before.to_unix_duration().as_secs() as i64,
+            not_after: tbs.validity.not_after.to_unix_duration().as_secs() as i64,
+            ..Default::default()
+        };
+        'outer: for rdn in tbs.subject.0.iter() {
+            for atv in rdn.0.iter() {
+                if atv.oid == cn_oid
+                    && matches!(
+                        atv.value.tag(),
+                        Tag::Utf8String
+                            | Tag::PrintableString
+                            | Tag::Ia5String
+                            | Tag::TeletexString
+                    )
+                {
+                    id.common_name = std::str::from_utf8(atv.value.value())
+                        .ok()
+                        .map(str::to_string);
+                    break 'outer;
+                }
+            }
+        }
+        for ext in tbs.extensions.iter().flatten() {
+            if ext.extn_id != san_oid {
+                continue;
+            }
+            let san = x509_cert::ext::pkix::SubjectAltName::from_der(ext.extn_value.as_bytes())
+                .map_err(|e| format!("subjectAltName: {e}"))?;
+            for n in san.0 {
+                match n {
+                    x509_cert::ext::pkix::name::GeneralName::DnsName(d) => {
+                        id.dns_sans.push(d.to_string())
+                    }
+                    x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(u) => {
+                        id.uri_sans.push(u.to_string())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(id)
+    }
+}
+
+/// Why no role maps a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertMatch<'a> {
+    Role(&'a Role),
+    NoMatch,
+    /// Several roles map the certificate and no `name` picked one.
+    Ambiguous,
+}
+
+/// The roles the file created, as recorded in the store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Managed {
+    pub roles: BTreeMap<String, Role>,
+    /// `role-*` policies the file created.
+    pub policies: BTreeSet<String>,
+    /// Token roles the file created.
+    pub token_roles: BTreeSet<String>,
+    pub source: String,
+    pub loaded_at: Option<DateTime<Utc>>,
+}
+
+impl Managed {
+    /// The role a certificate maps to: the one named (it must map the certificate), or the
+    /// only one mapping it.
+    pub fn cert_role(&self, id: &CertIdentity, wanted: Option<&str>) -> CertMatch<'_> {
+        if let Some(w) = wanted {
+            return match self.roles.get(w) {
+                Some(r) if r.certs.matches(id) => CertMatch::Role(r),
+                _ => CertMatch::NoMatch,
+            };
+        }
+        let mut found = self.roles.values().filter(|r| r.certs.matches(id));
+        match (found.next(), found.next()) {
+            (Some(r), None) => CertMatch::Role(r),
+            (None, _) => CertMatch::NoMatch,
+            (Some(_), Some(_)) => CertMatch::Ambiguous,
+        }
+    }
+}
+
+/// What applying a roles file did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub roles: Vec<String>,
+    /// Policies and token roles written because they were new or changed.
+    pub written: Vec<String>,
+    /// Policies and token roles removed with roles that left the file.
+    pub removed: Vec<String>,
+}
+
+/// Where the roles come from: the configured `roles_file` (None = no roles file).
+#[derive(Debug, Clone, Default)]
+pub struct RolesSource {
+    pub path: Option<PathBuf>,
+}
+
+impl RolesSource {
+    pub fn new(path: &str) -> RolesSource {
+        let p = path.trim();
+        RolesSource {
+            path: (!p.is_empty()).then(|| PathBuf::from(p)),
+        }
+    }
+
+    /// Reads and validates the file without applying it (at start, to fail fast).
+    pub fn check(&self) -> std::result::Result<Option<RolesFile>, RolesError> {
+        self.path.as_deref().map(load).transpose()
+    }
+}
+
+fn managed_loc() -> Location<'static> {
+    Location::new("roles", "sys", "managed", 0)
+}
+
+impl Vault {
+    /// The roles the file created (empty when no file was ever applied).
+    pub fn roles_managed(&self) -> Result<Managed> {
+        let kr = self.keyring()?;
+        let Some(env) = self.store.get(MANAGED_KEY)? else {
+            return Ok(Managed::default());
+        };
+        let json = kr.open(label::SYS, &managed_loc(), &env)?;
+        serde_json::from_slice(&json).map_err(|e| Error::Internal(format!("roles record: {e}")))
+    }
+
+    fn roles_record(&self, m: &Managed) -> Result<()> {
+        let kr = self.keyring()?;
+        let json = serde_json::to_vec(m).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.batch(vec![crate::store::Op::Put(
+            MANAGED_KEY.to_vec(),
+            kr.seal(label::SYS, &managed_loc(), &json),
+        )])?;
+        self.store.sync()?;
+        Ok(())
+    }
+
+    /// Reads the configured file and applies it. `BadRequest` names the file, role and field.
+    pub fn roles_reload(&self, src: &RolesSource) -> Result<ApplyReport> {
+        let Some(path) = src.path.as_deref() else {
+            return Err(Error::bad("no roles_file is configured"));
+        };
+        let file = load(path).map_err(|e| Error::BadRequest(e.0))?;
+        self.roles_apply(&file, &path.display().to_string())
+            .map_err(|e| match e {
+                Error::BadRequest(m) => {
+                    Error::BadRequest(format!("roles file {}: {m}", path.display()))
+                }
+                other => other,
+            })
+    }
+
+    /// Applies a validated file: checks it against the store first (referenced policies exist,
+    /// no clash with policies or token roles the file did not create), then writes what is new
+    /// or changed and removes what left the file. Idempotent.
+    pub fn roles_apply(&self, file: &RolesFile, source: &str) -> Result<ApplyReport> {
+        let _g = APPLY_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.roles_managed()?;
+        let new_policies: BTreeSet<String> = file
+            .roles
+            .values()
+            .filter_map(Role::rules_policy_name)
+            .collect();
+        let new_token_roles: BTreeSet<String> = file.roles.keys().cloned().collect();
+
+        // 1. Check everything against the store before writing anything.
+        for r in file.roles.values() {
+            for p in &r.policies {
+                if p == "default" || new_policies.contains(p) {
+                    continue;
+                }
+                if old.policies.contains(p) {
+                    return Err(Error::bad(format!(
+                        "role \"{}\": field \"policies\": {p:?} is the rules policy of a role this file no longer declares",
+                        r.name
+                    )));
+                }
+                if self.policy_get(p)?.is_none() {
+                    return Err(Error::bad(format!(
+                        "role \"{}\": field \"policies\": policy {p:?} does not exist",
+                        r.name
+                    )));
+                }
+            }
+            if let Some(pn) = r.rules_policy_name() {
+                if !old.policies.contains(&pn) && self.policy_get(&pn)?.is_some() {
+                    return Err(Error::bad(format!(
+                        "role \"{}\": field \"rules\": policy {pn:?} already exists and was not created by the roles file; delete or rename it first",
+                        r.name
+                    )));
+                }
+            }
+            if !old.token_roles.contains(&r.name) && self.token_role_get(&r.name)?.is_some() {
+                return Err(Error::bad(format!(
+                    "role \"{}\": token role {:?} already exists and was not created by the roles file; delete it first",
+                    r.name, r.name
+                )));
+            }
+        }
+
+        // 2. Record the union first, so a crash part-way leaves nothing unaccounted for.
+        let mut pending = old.clone();
+        pending.policies.extend(new_policies.iter().cloned());
+        pending.token_roles.extend(new_token_roles.iter().cloned());
+        if pending != old {
+            self.roles_record(&pending)?;
+        }
+
+        // 3. Write what is new or changed.
+        let mut report = ApplyReport {
+            roles: file.roles.keys().cloned().collect(),
+            ..Default::default()
+        };
+        for r in file.roles.values() {
+            if let (Some(pn), Some(hcl)) = (r.rules_policy_name(), r.rules_hcl()) {
+                if self.policy_get(&pn)?.map(|p| p.text.clone()) != Some(hcl.clone()) {
+                    self.policy_put(&pn, &hcl)?;
+                    report.written.push(format!("policy {pn}"));
+                }
+            }
+            let tr = r.token_role();
+            if self.token_role_get(&r.name)?.as_ref() != Some(&tr) {
+                self.token_role_put(&tr)?;
+                report.written.push(format!("token role {}", r.name));
+            }
+        }
+
+        // 4. Remove what the file created before and no longer declares.
+        for p in old.policies.difference(&new_policies) {
+            self.policy_delete(p)?;
+            report.removed.push(format!("policy {p}"));
+        }
+        for t in old.token_roles.difference(&new_token_roles) {
+            self.token_role_delete(t)?;
+            report.removed.push(format!("token role {t}"));
+        }
+
+        self.roles_record(&Managed {
+            roles: file.roles.clone(),
+            policies: new_policies,
+            token_roles: new_token_roles,
+            source: source.to_string(),
+            loaded_at: Some(self.now()),
+        })?;
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> String {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/roles.toml"))
+            .unwrap()
+    }
+
+    #[test]
+    fn shipped_example_parses_with_the_four_roles() {
+        let f = parse(&example()).unwrap();
+        let names: Vec<&str> = f.roles.keys().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "compliance-officer",
+                "data-scientist",
+                "mlops-engineer",
+                "service-account"
+            ]
+        );
+        let co = &f.roles["compliance-officer"];
+        assert_eq!(co.rules["secret/data/*"], ["deny"]);
+        assert_eq!(co.rules["secret/metadata/*"], ["list", "read"]);
+        let sa = &f.roles["service-account"];
+        assert_eq!(sa.rules.len(), 1);
+        assert_eq!(sa.rules["secret/data/pipelines/etl/*"], ["read"]);
+        assert_eq!(sa.token_role().allowed_policies, ["role-service-account"]);
+        for r in f.roles.values() {
+            let hcl = r.rules_hcl().unwrap();
+            let p = policy::parse(&r.rules_policy_name().unwrap(), &hcl).unwrap();
+            assert_eq!(p.rules.len(), r.rules.len());
+        }
+    }
+
+    #[test]
+    fn generated_policy_enforces_the_rules() {
+        let f = parse(&example()).unwrap();
+        let pol = |name: &str| {
+            let r = &f.roles[name];
+            policy::parse(&r.rules_policy_name().unwrap(), &r.rules_hcl().unwrap()).unwrap()
+        };
+        let co = pol("compliance-officer");
+        let acl = policy::Acl::new([&co], false);
+        assert!(
+            acl.check("secret/metadata/team/a", Caps::READ, false)
+                .allowed
+        );
+        assert!(!acl.check("secret/data/team/a", Caps::READ, false).allowed);
+        assert!(acl.check("sys/audit-log/export", Caps::READ, false).allowed);
+        let sa = pol("service-account");
+        let acl = policy::Acl::new([&sa], false);
+        assert!(
+            acl.check("secret/data/pipelines/etl/db", Caps::READ, false)
+                .allowed
+        );
+        assert!(
+            !acl.check("secret/data/pipelines/etl/db", Caps::UPDATE, false)
+                .allowed
+        );
+        assert!(
+            !acl.check("secret/data/datasets/x", Caps::READ, false)
+                .allowed
+        );
+    }
+
+    #[test]
+    fn errors_name_the_role_and_field() {
+        let cases: &[(&str, &str)] = &[
+            ("[roles.a]\nrules = { \"x/*\" = [\"read\"] }\ntoken_tll = \"1h\"\n", "role \"a\": field \"token_tll\": unknown field"),
+            ("[roles.a]\nrules = { \"x/*\" = [\"reed\"] }\n", "role \"a\": field \"rules[x/*]\": invalid capability \"reed\""),
+            ("[roles.a]\nrules = { \"x/*\" = [\"read\"] }\ntoken_ttl = \"forever\"\n", "role \"a\": field \"token_ttl\""),
+            ("[roles.a]\nrules = { \"x/*\" = [\"read\"] }\ntoken_ttl = \"2h\"\ntoken_max_ttl = \"1h\"\n", "role \"a\": field \"token_ttl\": longer than token_max_ttl"),
+            ("[roles.a]\npolicies = [\"Root\"]\n", "role \"a\": field \"policies\""),
+            ("[roles.a]\ntoken_ttl = \"1h\"\n", "needs policies or rules"),
+            ("[roles.a]\nrules = { \"/x\" = [\"read\"] }\n", "leading '/'"),
+            ("[roles.a]\nrules = { \"x/${y}\" = [\"read\"] }\n", "not allowed in a rule path"),
+            ("[roles.a]\nrules = { \"x/*/y\" = [\"read\"] }\n", "only allowed at the end"),
+            ("[roles.a]\nrules = { \"x\" = [\"read\", \"deny\"] }\n", "cannot be combined"),
+            ("[roles.a]\nrules = { \"x\" = [\"read\"] }\ntoken_bound_cidrs = [\"10.0.0.0/33\"]\n", "field \"token_bound_cidrs\""),
+            ("[roles.a]\nrules = { \"x\" = [\"read\"] }\ntoken_num_uses = -1\n", "field \"token_num_uses\""),
+            ("[roles.a]\nrules = { \"x\" = [\"read\"] }\n[roles.a.certs]\n", "field \"certs\""),
+            ("[roles.a]\nrules = { \"x\" = [\"read\"] }\n[roles.a.certs]\nallowed_common_names = [\"a.*.b\"]\n", "field \"certs.allowed_common_names\""),
+            ("[roles.a]\nrules = { \"x\" = [\"read\"] }\n[roles.a.certs]\nallowed_cns = [\"a\"]\n", "field \"certs.allowed_cns\": unknown field"),
+            ("[roles.Admin]\nrules = { \"x\" = [\"read\"] }\n", "role \"Admin\": invalid name"),
+            ("[roles.root]\nrules = { \"x\" = [\"read\"] }\n", "reserved"),
+            ("[role.a]\nrules = { \"x\" = [\"read\"] }\n", "unknown top-level key \"role\""),
+            ("[roles.a\n", "not valid TOML"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err().0;
+            assert!(e.contains(want), "{text:?}: {e:?} lacks {want:?}");
+        }
+        // one bad role rejects the file
+        let text = format!(
+            "{}\n[roles.zz]\nrules = {{ \"x\" = [\"nope\"] }}\n",
+            example()
+        );
+        assert!(parse(&text).unwrap_err().0.contains("role \"zz\""));
+    }
+
+    #[test]
+    fn limits_and_token_role() {
+        let f = parse(
+            "[roles.a]\npolicies = [\" Ops \", \"ops\"]\nrules = { \"x/*\" = [\"read\", \"list\", \"read\"] }\ntoken_ttl = \"15m\"\ntoken_max_ttl = 7200\ntoken_explicit_max_ttl = \"3h\"\ntoken_num_uses = 5\ntoken_period = \"0s\"\ntoken_bound_cidrs = [\"10.0.0.0/8\", \"127.0.0.1/32\"]\n",
+        )
+        .unwrap();
+        let r = &f.roles["a"];
+        assert_eq!(r.policies, ["ops"]);
+        assert_eq!(r.rules["x/*"], ["list", "read"]);
+        let tr = r.token_role();
+        assert_eq!(tr.allowed_policies, ["ops", "role-a"]);
+        assert_eq!(
+            (tr.token_ttl, tr.token_max_ttl, tr.token_explicit_max_ttl),
+            (900, 7200, 7200)
+        );
+        assert_eq!(tr.token_num_uses, 5);
+        assert_eq!(tr.token_bound_cidrs, ["10.0.0.0/8", "127.0.0.1"]);
+        assert!(tr.renewable && !tr.orphan);
+        // policies only: no generated policy
+        let f = parse("[roles.b]\npolicies = [\"ops\"]\n").unwrap();
+        assert_eq!(f.roles["b"].rules_policy_name(), None);
+        assert_eq!(f.roles["b"].token_role().allowed_policies, ["ops"]);
+        // empty file: no roles
+        assert!(parse("").unwrap().roles.is_empty());
+        assert!(parse("[roles]\n").unwrap().roles.is_empty());
+    }
+
+    #[test]
+    fn cert_patterns() {
+        assert!(name_matches("etl.ml.internal", "ETL.ml.internal", true));
+        assert!(name_matches("*.ml.internal", "etl.ml.internal", true));
+        assert!(!name_matches("*.ml.internal", "a.etl.ml.internal", true));
+        assert!(!name_matches("*.ml.internal", "ml.internal", true));
+        assert!(!name_matches("*.ml.internal", ".ml.internal", true));
+        assert!(!name_matches("etl", "etl2", true));
+        assert!(!name_matches("spiffe://x/A", "spiffe://x/a", false));
+
+        let m = CertMapping {
+            allowed_common_names: vec!["*.pipelines.ml".into()],
+            allowed_dns_sans: vec![],
+            allowed_uri_sans: vec!["spiffe://ml/etl".into()],
+        };
+        let mut id = CertIdentity {
+            common_name: Some("etl.pipelines.ml".into()),
+            uri_sans: vec!["spiffe://ml/other".into(), "spiffe://ml/etl".into()],
+            ..Default::default()
+        };
+        assert!(m.matches(&id), "every set constraint is met");
+        id.uri_sans.pop();
+        assert!(!m.matches(&id), "URI constraint not met");
+        assert!(
+            !CertMapping::default().matches(&id),
+            "an empty mapping admits nobody"
+        );
+    }
+
+    #[test]
+    fn cert_role_selection() {
+        let f = parse(
+            "[roles.a]\nrules = { \"x\" = [\"read\"] }\ncerts = { allowed_common_names = [\"*.ml\"] }\n[roles.b]\nrules = { \"y\" = [\"read\"] }\ncerts = { allowed_common_names = [\"etl.ml\"] }\n[roles.c]\nrules = { \"z\" = [\"read\"] }\n",
+        )
+        .unwrap();
+        let m = Managed {
+            roles: f.roles,
+            ..Default::default()
+        };
+        let id = |cn: &str| CertIdentity {
+            common_name: Some(cn.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            m.cert_role(&id("x.ml"), None),
+            CertMatch::Role(&m.roles["a"])
+        );
+        assert_eq!(m.cert_role(&id("etl.ml"), None), CertMatch::Ambiguous);
+        assert_eq!(
+            m.cert_role(&id("etl.ml"), Some("b")),
+            CertMatch::Role(&m.roles["b"])
+        );
+        assert_eq!(m.cert_role(&id("x.ml"), Some("b")), CertMatch::NoMatch);
+        assert_eq!(m.cert_role(&id("x.ml"), Some("c")), CertMatch::NoMatch);
+        assert_eq!(m.cert_role(&id("x.ml"), Some("nope")), CertMatch::NoMatch);
+        assert_eq!(m.cert_role(&id("other"), None), CertMatch::NoMatch);
+    }
+
+    fn vault() -> (Vault, tempfile::TempDir) {
+        use crate::core::crypto::{Algorithm, Key};
+        use crate::store::Store;
+        let d = tempfile::tempdir().unwrap();
+        let store: std::sync::Arc<dyn Store> =
+            std::sync::Arc::new(crate::store::sled::SledStore::open(d.path(), 8 << 20).unwrap());
+        let v = Vault::open(
+            store,
+            std::sync::Arc::new(crate::core::clock::SystemClock),
+            Algorithm::XChaCha20Poly1305,
+            Some(Key::generate()),
+        )
+        .unwrap();
+        drop(v.init(1, 1, Some("root-tok")).unwrap());
+        v.auto_unseal().unwrap();
+        (v, d)
+    }
+
+    #[test]
+    fn apply_is_idempotent_removes_what_left_and_never_clobbers() {
+        let (v, _d) = vault();
+        let f = parse(&example()).unwrap();
+        let r = v.roles_apply(&f, "example").unwrap();
+        assert_eq!(r.roles.len(), 4);
+        assert_eq!(r.written.len(), 8);
+        let sa = v.token_role_get("service-account").unwrap().unwrap();
+        assert_eq!(sa.allowed_policies, ["role-service-account"]);
+        assert!(v.policy_get("role-data-scientist").unwrap().is_some());
+        // again: nothing to write
+        let r = v.roles_apply(&f, "example").unwrap();
+        assert!(r.written.is_empty() && r.removed.is_empty(), "{r:?}");
+        let m = v.roles_managed().unwrap();
+        assert_eq!(m.roles.len(), 4);
+        assert_eq!(m.source, "example");
+
+        // an operator's own policy and token role
+        v.policy_put("ops", "path \"x\" { capabilities = [\"read\"] }")
+            .unwrap();
+        v.token_role_put(&TokenRole {
+            name: "manual".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        // drop two roles, change one, reference an existing policy
+        let smaller = parse(
+            "[roles.service-account]\npolicies = [\"ops\"]\nrules = { \"secret/data/pipelines/etl/*\" = [\"read\", \"list\"] }\n[roles.data-scientist]\nrules = { \"secret/data/datasets/*\" = [\"read\"] }\n",
+        )
+        .unwrap();
+        let r = v.roles_apply(&smaller, "smaller").unwrap();
+        assert_eq!(r.removed.len(), 4, "{r:?}");
+        assert!(v.policy_get("role-mlops-engineer").unwrap().is_none());
+        assert!(v.token_role_get("compliance-officer").unwrap().is_none());
+        assert!(v.policy_get("ops").unwrap().is_some());
+        assert!(v.token_role_get("manual").unwrap().is_some());
+        assert_eq!(
+            v.token_role_get("service-account")
+                .unwrap()
+                .unwrap()
+                .allowed_policies,
+            ["ops", "role-service-account"]
+        );
+
+        // clashes and unknown policies change nothing
+        let before = v.roles_managed().unwrap();
+        for (text, want) in [
+            (
+                "[roles.manual]\nrules = { \"x\" = [\"read\"] }\n",
+                "token role \"manual\" already exists",
+            ),
+            (
+                "[roles.x]\npolicies = [\"nope\"]\n",
+                "policy \"nope\" does not exist",
+            ),
+            (
+                "[roles.x]\npolicies = [\"role-mlops-engineer\"]\n",
+                "does not exist",
+            ),
+        ] {
+            let e = v.roles_apply(&parse(text).unwrap(), "bad").unwrap_err();
+            assert!(e.to_string().contains(want), "{e}");
+            assert_eq!(v.roles_managed().unwrap(), before);
+        }
+        v.policy_put("role-y", "path \"x\" { capabilities = [\"read\"] }")
+            .unwrap();
+        let e = v
+            .roles_apply(
+                &parse("[roles.y]\nrules = { \"x\" = [\"list\"] }\n").unwrap(),
+                "bad",
+            )
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("not created by the roles file"),
+            "{e}"
+        );
+        assert_eq!(v.roles_managed().unwrap(), before);
+
+        // an empty file removes every file-made role, and only those
+        let r = v.roles_apply(&RolesFile::default(), "empty").unwrap();
+        assert_eq!(r.removed.len(), 4, "{r:?}");
+        assert!(v.token_role_get("service-account").unwrap().is_none());
+        assert!(v.token_role_get("manual").unwrap().is_some());
+        assert!(v.policy_get("role-y").unwrap().is_some());
+    }
+
+    #[test]
+    fn reload_reads_the_file_and_reports_it() {
+        let (v, d) = vault();
+        let p = d.path().join("roles.toml");
+        assert!(v
+            .roles_reload(&RolesSource::new(""))
+            .unwrap_err()
+            .to_string()
+            .contains("no roles_file"));
+        std::fs::write(&p, "[roles.a]\nrules = { \"x\" = [\"bogus\"] }\n").unwrap();
+        let src = RolesSource::new(&p.display().to_string());
+        let e = v.roles_reload(&src).unwrap_err().to_string();
+        assert!(
+            e.contains("roles.toml") && e.contains("role \"a\"") && e.contains("bogus"),
+            "{e}"
+        );
+        assert!(src.check().is_err());
+        std::fs::write(&p, "[roles.a]\nrules = { \"x\" = [\"read\"] }\n").unwrap();
+        assert_eq!(v.roles_reload(&src).unwrap().roles, ["a"]);
+    }
+
+    #[test]
+    fn cert_identity_from_der() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["etl.pipelines.ml".to_string()]).unwrap();
+        p.subject_alt_names.push(rcgen::SanType::URI(
+            rcgen::Ia5String::try_from("spiffe://ml/etl").unwrap(),
+        ));
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "etl-runner");
+        let c = p.self_signed(&key).unwrap();
+        let id = CertIdentity::from_der(c.der()).unwrap();
+        assert_eq!(id.common_name.as_deref(), Some("etl-runner"));
+        assert_eq!(id.dns_sans, ["etl.pipelines.ml"]);
+        assert_eq!(id.uri_sans, ["spiffe://ml/etl"]);
+        assert!(id.not_after > id.not_before);
+        assert!(CertIdentity::from_der(b"junk").is_err());
+    }
+}
