@@ -17,6 +17,7 @@ use crate::core::crypto::Key;
 use crate::core::roles::RolesSource;
 use crate::core::token::generate_token;
 use crate::core::Vault;
+use crate::http::audit::Audit;
 use crate::http::{self, AppState};
 use crate::store::sled::SledStore;
 use crate::store::Store;
@@ -113,6 +114,16 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => load_auto_unseal_key(&cfg)?,
     };
     let dyn_store: Arc<dyn Store> = store.clone();
+    // The journal opens before anything is served: every request is recorded, sealed or not.
+    let audit_dir = cfg
+        .audit
+        .dir
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("audit"));
+    let audit = Arc::new(
+        Audit::open(&audit_dir, cfg.audit.clone(), dyn_store.clone())
+            .with_context(|| format!("opening the audit journal in {}", audit_dir.display()))?,
+    );
     let vault = Arc::new(Vault::open(
         dyn_store,
         Arc::new(SystemClock),
@@ -133,13 +144,16 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     // Rotation: the reconciler runs now and on every wake-up (it skips while sealed).
     crate::scheduler::start(vault.clone(), &cfg.rotation).context("rotation scheduler")?;
+    audit.sync_keys(&vault);
     let state = actix_web::web::Data::new(AppState {
         vault: vault.clone(),
         limits: cfg.limits.clone(),
+        audit: audit.clone(),
     });
     let res = actix_web::rt::System::new().block_on(serve(&cfg, state, dev_state.as_ref()));
 
-    // Graceful end: keys dropped (zeroized), store flushed.
+    // Graceful end: a last signed checkpoint, keys dropped (zeroized), store flushed.
+    audit.journal().close();
     vault.seal();
     store.sync().context("final flush")?;
     tracing::info!("arca stopped");
@@ -153,6 +167,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let limits = cfg.limits.clone();
     let tidy_vault = state.vault.clone();
+    let tidy_audit = state.audit.clone();
     let roles = actix_web::web::Data::new(RolesSource::new(&cfg.roles_file));
     let roles_task = roles_watcher(state.vault.clone(), roles.get_ref().clone())?;
     let mut server = actix_web::HttpServer::new(move || {
@@ -197,14 +212,24 @@ async fn serve(
                 continue;
             }
             let v = tidy_vault.clone();
-            match actix_web::rt::task::spawn_blocking(move || {
-                v.token_tidy().and_then(|_| v.approle_tidy())
+            let a = tidy_audit.clone();
+            let res = actix_web::rt::task::spawn_blocking(move || {
+                let tokens = v.token_tidy()?;
+                let secret_ids = v.approle_tidy()?;
+                if tokens + secret_ids > 0 {
+                    let mut f = serde_json::Map::new();
+                    f.insert("path".into(), "auth/token/tidy".into());
+                    f.insert("tokens_removed".into(), tokens.into());
+                    f.insert("secret_ids_removed".into(), secret_ids.into());
+                    a.event_blocking("tidy", f);
+                }
+                Ok::<_, crate::core::Error>(())
             })
-            .await
-            {
+            .await;
+            match res {
                 Ok(Err(e)) => tracing::warn!(error = %e, "token tidy failed"),
                 Err(e) => tracing::warn!(error = %e, "token tidy task failed"),
-                Ok(Ok(_)) => {}
+                Ok(Ok(())) => {}
             }
         }
     });

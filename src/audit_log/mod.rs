@@ -122,10 +122,3 @@ impl AuditError {
         matches!(self, AuditError::Unavailable(_) | AuditError::Closed)
     }
 }
-
-// TEMPORARY compile check of src/cli/audit.rs until it is wired into src/cli/mod.rs.
-// Delete these lines once `pub mod audit;` is in src/cli/mod.rs.
-#[cfg(test)]
-#[allow(dead_code)]
-#[path = "../cli/audit.rs"]
-mod cli_audit_compile_check;

@@ -35,6 +35,8 @@ enum Command {
     Login(arca::cli::LoginArgs),
     /// Secret rotation: policies, rotate now, resume/abort, status
     Rotate(arca::cli::rotate::RotateArgs),
+    /// Audit journal: verify it offline, export it, see who read a secret
+    Audit(arca::cli::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,5 +57,6 @@ fn main() -> ExitCode {
         Command::Role(args) => arca::cli::run_role(args),
         Command::Login(args) => arca::cli::run_login(args),
         Command::Rotate(args) => arca::cli::rotate::run(args),
+        Command::Audit(args) => arca::cli::audit::run_audit(args),
     }
 }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use crate::client::{Client, ClientError, DEFAULT_ADDR};
 
+pub mod audit;
 pub mod kv;
 pub mod login;
 pub mod operator;

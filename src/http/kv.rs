@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest};
+use actix_web::{web, HttpMessage, HttpRequest};
 use serde_json::{json, Map, Value};
 
+use super::audit::AuditVersion;
 use super::request::{self, Ctx, Op};
 use super::response::{self, ApiError, ApiResult};
 use super::{blocking, json_body, AppState};
@@ -93,6 +94,7 @@ async fn data(
             let version = version_query(ctx)?;
             match vault.kv_read(mount, &path, version)? {
                 ReadOutcome::Found { data, metadata } => {
+                    req.extensions_mut().insert(AuditVersion(metadata.version));
                     Ok(response::ok(json!({ "data": data, "metadata": metadata })))
                 }
                 ReadOutcome::Deleted { metadata } => Ok(response::raw(
@@ -106,7 +108,10 @@ async fn data(
             let data = data_field(&body)?;
             let cas = options_cas(&body)?;
             let info = blocking(move || vault.kv_write(mount, &path, &data, cas)).await?;
-            Ok(response::ok(json!(info)))
+            {
+                req.extensions_mut().insert(AuditVersion(info.version));
+                Ok(response::ok(json!(info)))
+            }
         }
         Op::Patch => {
             let ct = ctx.content_type.as_deref().unwrap_or("");
@@ -120,7 +125,10 @@ async fn data(
             let data = data_field(&body)?;
             let cas = options_cas(&body)?;
             match blocking(move || vault.kv_patch(mount, &path, &data, cas)).await {
-                Ok(info) => Ok(response::ok(json!(info))),
+                Ok(info) => {
+                    req.extensions_mut().insert(AuditVersion(info.version));
+                    Ok(response::ok(json!(info)))
+                }
                 Err(ApiError::Core(Error::NotFound)) => Err(ApiError::EmptyNotFound),
                 Err(e) => Err(e),
             }

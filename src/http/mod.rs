@@ -3,6 +3,7 @@
 //! parse, call `core`, and shape the response.
 
 pub mod approle;
+pub mod audit;
 pub mod cert;
 pub mod kv;
 pub mod policy;
@@ -16,7 +17,7 @@ pub mod token;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::config::Limits;
 use std::net::IpAddr;
@@ -30,6 +31,7 @@ use response::{ApiError, ApiResult};
 pub struct AppState {
     pub vault: Arc<Vault>,
     pub limits: Limits,
+    pub audit: Arc<audit::Audit>,
 }
 
 /// Mounts the API on an actix `App`.
@@ -43,8 +45,25 @@ async fn dispatch(
     st: web::Data<AppState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let resp = match route(&req, payload, &st).await {
+    st.audit.sync_keys(&st.vault);
+    let mut info = audit::RequestInfo::new(&req, &st.audit, st.vault.now());
+    let mut intent_written = false;
+    let id = info.request_id.clone();
+    let served = response::REQUEST_ID.scope(
+        id,
+        route(&req, payload, &st, &mut info, &mut intent_written),
+    );
+    let resp = match served.await {
         Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    // An unseal or seal in this request changes which audit keys exist.
+    st.audit.sync_keys(&st.vault);
+    let version = req.extensions().get::<audit::AuditVersion>().map(|v| v.0);
+    let rec = info.outcome(resp.status(), version, started.elapsed(), intent_written);
+    // The outcome is durable before the response (and any secret in it) leaves.
+    let resp = match st.audit.append(rec).await {
+        Ok(()) => resp,
         Err(e) => e.into_response(),
     };
     // The path never carries a secret (tokens are refused in paths and queries).
@@ -64,6 +83,18 @@ pub struct Caller {
     pub token: zeroize::Zeroizing<String>,
     pub acl: Arc<Acl>,
     pub remote: Option<IpAddr>,
+}
+
+fn op_name(cap: Caps) -> &'static str {
+    match cap {
+        c if c == Caps::CREATE => "create",
+        c if c == Caps::READ => "read",
+        c if c == Caps::UPDATE => "update",
+        c if c == Caps::PATCH => "patch",
+        c if c == Caps::DELETE => "delete",
+        c if c == Caps::LIST => "list",
+        _ => "other",
+    }
 }
 
 impl Caller {
@@ -134,7 +165,12 @@ fn required(ctx: &Ctx, vault: &Vault) -> Result<(Caps, String), Error> {
 
 /// Authenticates the token and checks the ACL. Token failures are `permission denied`;
 /// an ACL denial is the multierror form (§2).
-async fn authorize(req: &HttpRequest, ctx: &Ctx, st: &AppState) -> Result<Caller, ApiError> {
+async fn authorize(
+    req: &HttpRequest,
+    ctx: &Ctx,
+    st: &AppState,
+    info: &mut audit::RequestInfo,
+) -> Result<Caller, ApiError> {
     let token = ctx.token.clone().ok_or(Error::BadToken)?;
     let remote = req.peer_addr().map(|a| a.ip());
     let vault = st.vault.clone();
@@ -146,12 +182,15 @@ async fn authorize(req: &HttpRequest, ctx: &Ctx, st: &AppState) -> Result<Caller
             blocking(move || vault.authenticate(&t, remote)).await?
         }
     };
+    info.set_actor(&entry);
     let acl = st.vault.acl(&entry.policies)?;
     let (cap, path) = required(ctx, &st.vault)?;
     if cap.is_empty() {
         return Err(ApiError::method_not_allowed());
     }
+    info.operation = op_name(cap);
     let d = acl.check(&path, cap, needs_sudo(&ctx.path));
+    info.policy = d.rule.clone();
     if !d.allowed {
         return Err(Error::PermissionDenied.into());
     }
@@ -163,8 +202,36 @@ async fn authorize(req: &HttpRequest, ctx: &Ctx, st: &AppState) -> Result<Caller
     })
 }
 
-async fn route(req: &HttpRequest, payload: web::Payload, st: &AppState) -> ApiResult {
+fn is_change(op: Op) -> bool {
+    matches!(op, Op::Write | Op::Patch | Op::Delete)
+}
+
+/// Writes the intent record of a change; nothing is changed unless it is durable.
+async fn intent(
+    st: &AppState,
+    info: &audit::RequestInfo,
+    written: &mut bool,
+) -> Result<(), ApiError> {
+    st.audit.append(info.intent()).await?;
+    *written = true;
+    Ok(())
+}
+
+async fn route(
+    req: &HttpRequest,
+    payload: web::Payload,
+    st: &AppState,
+    info: &mut audit::RequestInfo,
+    intent_written: &mut bool,
+) -> ApiResult {
     let ctx = request::parse(req, &st.limits)?;
+    info.set_ctx(&ctx, None);
+    // Bodies of changes are read first, so the intent record can carry them (HMAC'd).
+    let payload = if is_change(ctx.op) {
+        audit::take_body(req, payload, st, info).await?
+    } else {
+        payload
+    };
     let vault = &st.vault;
     let path = ctx.path.clone();
     let (first, rest) = match path.split_once('/') {
@@ -177,6 +244,14 @@ async fn route(req: &HttpRequest, payload: web::Payload, st: &AppState) -> ApiRe
         match rest {
             "health" => return sys::health(&ctx, vault),
             "seal-status" => return sys::seal_status(&ctx, vault),
+            "init" | "unseal" if is_change(ctx.op) => {
+                intent(st, info, intent_written).await?;
+                return if rest == "init" {
+                    sys::init(req, &ctx, payload, st).await
+                } else {
+                    sys::unseal(req, &ctx, payload, st).await
+                };
+            }
             "init" => return sys::init(req, &ctx, payload, st).await,
             "unseal" => return sys::unseal(req, &ctx, payload, st).await,
             "seal" if vault.is_sealed() => return sys::already_sealed(&ctx),
@@ -188,11 +263,21 @@ async fn route(req: &HttpRequest, payload: web::Payload, st: &AppState) -> ApiRe
     }
     // Logins: the credential is in the body (or the TLS session), not a token.
     match path.as_str() {
-        "auth/approle/login" => return approle::login(req, &ctx, payload, st).await,
-        "auth/cert/login" => return cert::login(req, &ctx, payload, st).await,
+        "auth/approle/login" | "auth/cert/login" => {
+            info.operation = "login";
+            intent(st, info, intent_written).await?;
+            return if path == "auth/approle/login" {
+                approle::login(req, &ctx, payload, st).await
+            } else {
+                cert::login(req, &ctx, payload, st).await
+            };
+        }
         _ => {}
     }
-    let caller = authorize(req, &ctx, st).await?;
+    let caller = authorize(req, &ctx, st, info).await?;
+    if is_change(ctx.op) {
+        intent(st, info, intent_written).await?;
+    }
 
     match first {
         "sys"
@@ -202,6 +287,14 @@ async fn route(req: &HttpRequest, payload: web::Payload, st: &AppState) -> ApiRe
                 || rest == "capabilities-self" =>
         {
             policy::route(req, &ctx, rest, payload, st, &caller).await
+        }
+        "sys"
+            if rest == "audit"
+                || rest.starts_with("audit/")
+                || rest.starts_with("audit-hash/")
+                || rest.starts_with("audit-log/") =>
+        {
+            audit::route(req, &ctx, rest, payload, st).await
         }
         "sys" => sys::route(req, &ctx, rest, payload, st).await,
         "secret" => kv::route(req, &ctx, "secret", rest, payload, st).await,

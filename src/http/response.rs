@@ -113,12 +113,25 @@ pub fn no_content() -> HttpResponse {
     empty(StatusCode::NO_CONTENT)
 }
 
+tokio::task_local! {
+    /// The id of the request being served: the same in the response envelope and the audit
+    /// records, so an auditor can match them.
+    pub static REQUEST_ID: String;
+}
+
 /// A random v4 UUID from the thread-local CSPRNG (no system call per request).
-pub fn request_id() -> String {
+pub fn new_request_id() -> String {
     use rand::Rng;
     uuid::Builder::from_random_bytes(rand::thread_rng().gen())
         .into_uuid()
         .to_string()
+}
+
+/// The current request's id (a fresh one outside a request).
+pub fn request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| new_request_id())
 }
 
 /// The eight-key envelope of every non-status response.

@@ -208,7 +208,9 @@ pub async fn route(
             _ => Err(ApiError::method_not_allowed()),
         },
         "mounts" => match ctx.op {
-            Op::Read => Ok(response::ok_with_top_level(json!({ "secret/": mount_entry() }))),
+            Op::Read => Ok(response::ok_with_top_level(
+                json!({ "secret/": mount_entry() }),
+            )),
             _ => Err(ApiError::method_not_allowed()),
         },
         "mounts/secret" | "mounts/secret/" => match ctx.op {
@@ -223,14 +225,16 @@ pub async fn route(
             }))),
             _ => Err(ApiError::method_not_allowed()),
         },
-        p if p == "internal/ui/mounts/secret" || p.starts_with("internal/ui/mounts/secret/") => match ctx.op {
-            Op::Read => {
-                let mut e = mount_entry();
-                e["path"] = json!("secret/");
-                Ok(response::ok(e))
+        p if p == "internal/ui/mounts/secret" || p.starts_with("internal/ui/mounts/secret/") => {
+            match ctx.op {
+                Op::Read => {
+                    let mut e = mount_entry();
+                    e["path"] = json!("secret/");
+                    Ok(response::ok(e))
+                }
+                _ => Err(ApiError::method_not_allowed()),
             }
-            _ => Err(ApiError::method_not_allowed()),
-        },
+        }
         p if p == "rotation" || p.starts_with("rotation/") => {
             super::rotation::sys_route(req, ctx, &p["rotation".len()..], payload, st).await
         }
@@ -238,16 +242,9 @@ pub async fn route(
         p if p == "auth" || p.starts_with("auth/") => {
             super::approle::sys_auth(req, ctx, rest, payload, st).await
         }
-        "audit" | "audit/" => match ctx.op {
-            Op::Read => Ok(response::ok_with_top_level(json!({}))),
-            _ => Err(ApiError::method_not_allowed()),
-        },
-        p if p.starts_with("audit/") => match ctx.op {
-            Op::Write => Err(ApiError::bad(
-                "cannot enable audit device via API; use declarative, config-based audit device management instead",
-            )),
-            _ => Err(ApiError::method_not_allowed()),
-        },
-        _ => Err(ApiError::status(404, format!("no handler for route \"sys/{rest}\". route entry not found."))),
+        _ => Err(ApiError::status(
+            404,
+            format!("no handler for route \"sys/{rest}\". route entry not found."),
+        )),
     }
 }
