@@ -143,7 +143,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
 
     // Rotation: the reconciler runs now and on every wake-up (it skips while sealed).
-    crate::scheduler::start(vault.clone(), &cfg.rotation).context("rotation scheduler")?;
+    let rotation =
+        crate::scheduler::start(vault.clone(), &cfg.rotation).context("rotation scheduler")?;
+    // Every persisted rotation step becomes a durable audit event.
+    let step_audit = audit.clone();
+    rotation.set_event_sink(Arc::new(move |action, fields| {
+        step_audit.event_blocking(action, fields)
+    }));
     audit.sync_keys(&vault);
     let state = actix_web::web::Data::new(AppState {
         vault: vault.clone(),

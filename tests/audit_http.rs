@@ -693,3 +693,54 @@ fn offline_verify_names_an_edited_record() {
         "{out:#?}"
     );
 }
+
+#[test]
+fn rotation_steps_are_background_events_in_the_journal() {
+    let mut srv = TestServer::spawn_dev();
+    let c = srv.client();
+    assert_eq!(
+        c.request(
+            "PUT",
+            "/v1/secret/data/svc/api",
+            Some(&json!({"data": {"password": "OLD-VALUE-7c1"}}))
+        )
+        .unwrap()
+        .status,
+        200
+    );
+    let r = c
+        .request(
+            "PUT",
+            "/v1/secret/rotation/svc/api",
+            Some(&json!({"target": "none", "period": "24h"})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = c
+        .request("POST", "/v1/secret/rotate/svc/api", Some(&json!({})))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let new_version = body(&r)["data"]["version"].as_u64().unwrap();
+    let new_password = body(&c.request("GET", "/v1/secret/data/svc/api", None).unwrap())["data"]
+        ["data"]["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let audit_dir = srv.data_path().join("audit");
+    sigterm(&mut srv);
+    let recs = records(&audit_dir);
+    let steps: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["type"] == "event" && r["operation"] == "rotation-step")
+        .collect();
+    assert!(!steps.is_empty(), "no rotation step in the journal");
+    assert!(steps.iter().all(|s| s["path"] == "secret/data/svc/api"));
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["version"] == new_version && s["state"] == "idle"),
+        "{steps:?}"
+    );
+    let text = journal_text(&audit_dir);
+    assert!(!text.contains(&new_password) && !text.contains("OLD-VALUE-7c1"));
+}

@@ -393,9 +393,14 @@ pub struct Rotation {
     /// The runtime rotations run on (set by the scheduler), so HTTP workers never block on
     /// store syncs or database round trips.
     runtime: Mutex<Option<tokio::runtime::Handle>>,
+    /// Where every persisted step is reported (the audit journal), set by the server.
+    events: std::sync::OnceLock<EventSink>,
     #[cfg(test)]
     fake: Option<Arc<fake::FakeDb>>,
 }
+
+/// Receives `(action, fields)` for every persisted rotation step; never a password.
+pub type EventSink = Arc<dyn Fn(&str, serde_json::Map<String, Value>) + Send + Sync>;
 
 impl Rotation {
     pub fn new(vault: Arc<Vault>, clock: Arc<dyn Clock>, settings: Settings) -> Rotation {
@@ -407,6 +412,7 @@ impl Rotation {
             locks: (0..64).map(|_| Mutex::new(())).collect(),
             counters: Counters::default(),
             runtime: Mutex::new(None),
+            events: std::sync::OnceLock::new(),
             #[cfg(test)]
             fake: None,
         }
@@ -488,7 +494,35 @@ impl Rotation {
         let ops = self.record_ops(mount, path, old_due, rec)?;
         self.vault.store.batch(ops)?;
         self.vault.store.sync()?;
+        self.emit(mount, path, rec);
         Ok(())
+    }
+
+    /// Reports where to send step events (the audit journal); the first sink set wins.
+    pub fn set_event_sink(&self, sink: EventSink) {
+        let _ = self.events.set(sink);
+    }
+
+    /// One event per persisted step: path, state, attempts, last error (already scrubbed of
+    /// passwords), version; never the pending credential.
+    pub(crate) fn emit(&self, mount: &str, path: &str, rec: &Record) {
+        if let Some(sink) = self.events.get() {
+            let mut m = serde_json::Map::new();
+            m.insert("path".into(), json!(format!("{mount}/data/{path}")));
+            m.insert("state".into(), json!(rec.phase.as_str()));
+            m.insert("attempts".into(), json!(rec.attempts));
+            m.insert("last_error".into(), json!(rec.last_error));
+            m.insert("version".into(), json!(rec.last_version));
+            m.insert(
+                "outcome".into(),
+                json!(if rec.phase == Phase::Failed {
+                    "error"
+                } else {
+                    "allowed"
+                }),
+            );
+            sink("rotation-step", m);
+        }
     }
 
     fn next_due(&self, mount: &str, path: &str, base: i64, period: u64) -> i64 {
@@ -1128,6 +1162,9 @@ impl Rotation {
             )?
         };
         self.counters.rotations.fetch_add(1, Ordering::Relaxed);
+        if let Ok(Some(r)) = self.load(mount, path) {
+            self.emit(mount, path, &r);
+        }
         tracing::info!(
             mount,
             path,
