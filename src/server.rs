@@ -186,9 +186,15 @@ async fn serve(
     .client_request_timeout(Duration::from_millis(limits.head_timeout_ms))
     .client_disconnect_timeout(Duration::from_secs(2))
     .shutdown_timeout(limits.shutdown_timeout_s);
-    if cfg.workers > 0 {
-        server = server.workers(cfg.workers);
-    }
+    // Every request waits for its audit record's fsync (group commit): more workers than
+    // cores keep the CPUs busy while requests wait on the disk. Measured on 2 cores: 2 workers
+    // served about 10k audited reads/s, 4 or more about 24k.
+    let workers = if cfg.workers > 0 {
+        cfg.workers
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).saturating_mul(4).max(4)
+    };
+    server = server.workers(workers);
     let scheme = if cfg.tls_disable { "http" } else { "https" };
     let server = if cfg.tls_disable {
         server
