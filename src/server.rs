@@ -192,7 +192,11 @@ async fn serve(
     let workers = if cfg.workers > 0 {
         cfg.workers
     } else {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).saturating_mul(4).max(4)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .saturating_mul(4)
+            .max(4)
     };
     server = server.workers(workers);
     let scheme = if cfg.tls_disable { "http" } else { "https" };

@@ -346,9 +346,6 @@ impl Vault {
         );
         meta.current_version = version;
         meta.updated_time = now_s;
-        if meta.oldest_version == 0 {
-            meta.oldest_version = version;
-        }
         let max = match (meta.max_versions, cfg.max_versions) {
             (0, 0) => DEFAULT_MAX_VERSIONS,
             (0, m) => m,
@@ -364,15 +361,20 @@ impl Vault {
                 &plain,
             ),
         )];
+        let mut pruned = false;
         while meta.versions.len() as u64 > max {
             let Some((&oldest, _)) = meta.versions.iter().next() else {
                 break;
             };
             meta.versions.remove(&oldest);
             ops.push(Op::Delete(data_key(mount, path, oldest)));
+            pruned = true;
         }
-        if let Some((&oldest, _)) = meta.versions.iter().next() {
-            meta.oldest_version = oldest;
+        // As Vault: 0 until versions were pruned, then the oldest kept.
+        if pruned {
+            if let Some((&oldest, _)) = meta.versions.iter().next() {
+                meta.oldest_version = oldest;
+            }
         }
         ops.push(self.meta_op(mount, path, &meta)?);
         ops.extend(extra);
