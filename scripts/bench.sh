@@ -413,7 +413,7 @@ stop_server
 
 # ------------------------------------------------------------- audit journal throughput (issue 4)
 now() { date +%s.%N; }
-secs_since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b - a}'; }
+secs_since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.3f", b - a}'; }
 per_sec() { awk -v n="$1" -v s="$2" 'BEGIN{ if (s + 0 > 0) printf "%.0f", n / s; else print "NA" }'; }
 mb_per_sec() { awk -v n="$1" -v s="$2" 'BEGIN{ if (s + 0 > 0) printf "%.1f", n / 1e6 / s; else print "NA" }'; }
 if [ -z "${SKIP_AUDIT_BENCH:-}" ]; then
@@ -490,23 +490,69 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "" || b == "" || a == "NA" ||
     actix_rps arca/actix arca_p99 bao_p99 arca_us bao_us
   for cw in $CASES; do
     w=${cw%%:*}; c=${cw##*:}
-    a=$(line_of arca-dev "$w" "$c"); b=$(line_of openbao-A "$w" "$c"); h=$(line_of hello-actix "c$c" "$c")
+    bw=$w; [ "$w" = readpol ] && bw=read1 # OpenBao is not run with a policy-limited token
+    a=$(line_of arca-dev "$w" "$c"); b=$(line_of openbao-A "$bw" "$c"); h=$(line_of hello-actix "c$c" "$c")
     ar=$(field rps <<<"$a"); br=$(field rps <<<"$b"); hr=$(field rps <<<"$h")
     printf '%-8s %-4s %10s %10s %8s %10s %8s %9s %9s %9s %9s\n' "$w" "$c" "${ar:--}" "${br:--}" "$(ratio "$ar" "$br")" \
       "${hr:--}" "$(ratio "$ar" "$hr")" "$(dash "$(field p99_ms <<<"$a")")" "$(dash "$(field p99_ms <<<"$b")")" \
       "$(dash "$(field srv_us_per_req <<<"$a")")" "$(dash "$(field srv_us_per_req <<<"$b")")"
   done
   echo "(actix = bare actix-web answering a fixed body at the same concurrency: the ceiling of any"
-  echo " server on this box; p99 in ms; *_us = server CPU microseconds per request)"
+  echo " server on this box; p99 in ms; *_us = server CPU microseconds per request;"
+  echo " token/approle: OpenBao gets the same request bodies and role settings (policy bench-read);"
+  echo " readpol = arca KV read with a non-root token whose policy only grants read on"
+  echo " secret/data/db/*, compared with OpenBao's read1 (root token): OpenBao has no readpol case)"
   echo
   printf '%-10s %12s %12s %8s\n' secrets arca_rss_kb bao_rss_kb arca/bao
   for n in 0 "$N_SMALL" "$N_BIG"; do
     [ "$n" = 0 ] && [ "$N_SMALL" = 0 ] && continue
+    [ "$n" = "$N_BIG" ] && [ "$N_BIG" -le "$N_SMALL" ] && continue # N_BIG=0: no second point
     a=$(mem_of arca-dev "$n"); b=$(mem_of openbao-A "$n")
     [ -z "$a$b" ] && continue
     printf '%-10s %12s %12s %8s\n' "$n" "${a:--}" "${b:--}" "$(ratio "$a" "$b")"
   done
   echo "(arca: sled on disk in a temp dir, flushed before each write answers; OpenBao A: in-memory storage)"
+
+  echo
+  echo "== reads with the audit log on: arca (journal always on, every record fdatasync'd before the"
+  echo "   response) vs OpenBao B (dev + file audit device, no fsync), same run: DUR=${DUR}s REPS=$REPS =="
+  printf '%-8s %-4s %10s %10s %8s %9s %9s %8s %9s %9s\n' workload c arca_rps baoB_rps arca/baoB \
+    arca_p99 baoB_p99 p99_a/b arca_audB baoB_audB
+  for cw in read1:32 read10k:32; do
+    w=${cw%%:*}; c=${cw##*:}
+    a=$(line_of arca-dev "$w" "$c"); b=$(line_of openbao-B "$w" "$c")
+    ar=$(field rps <<<"$a"); br=$(field rps <<<"$b"); ap=$(field p99_ms <<<"$a"); bp=$(field p99_ms <<<"$b")
+    printf '%-8s %-4s %10s %10s %8s %9s %9s %8s %9s %9s\n' "$w" "$c" "${ar:--}" "${br:--}" "$(ratio "$ar" "$br")" \
+      "${ap:--}" "${bp:--}" "$(ratio "$ap" "$bp")" "$(dash "$(field audit_B_per_req <<<"$a")")" \
+      "$(dash "$(field audit_B_per_req <<<"$b")")"
+  done
+  echo "(p99 in ms; *_audB = audit bytes written per request; arca's figures are its read1/read10k"
+  echo " lines above: its journal is on in every arca case)"
+
+  if grep -q '^arca-audit ' "$SUMMARY"; then
+    echo
+    echo "== audit journal of $(field records <<<"$(grep '^arca-audit journal_fill' "$SUMMARY")") records:" \
+      "fill, verify and export vs cat (page cache warm) =="
+    printf '%-13s %9s %8s %12s %9s %8s %s\n' step records secs records/s MB/s vs_cat notes
+    grep '^arca-audit ' "$SUMMARY" | grep -v journal_fill | while read -r _ step rest; do
+      printf '%-13s %9s %8s %12s %9s %8s %s\n' "$step" "$(field records <<<" $rest")" "$(field secs <<<" $rest")" \
+        "$(field records_per_sec <<<" $rest")" "$(field mb_per_sec <<<" $rest")" "$(field vs_cat <<<" $rest")" \
+        "$(grep -o 'segments=[^ ]*\|rc=[^ ]*\|http=[^ ]*\|out_bytes=[^ ]*' <<<" $rest" | tr '\n' ' ')"
+    done
+    f=$(grep '^arca-audit journal_fill' "$SUMMARY" || true)
+    printf '%-13s %9s %8s %12s %9s %8s %s\n' fill "$(dash "$(field records <<<"$f")")" "$(dash "$(field secs <<<"$f")")" \
+      "$(dash "$(field records_per_sec <<<"$f")")" "$(dash "$(field mb_per_sec <<<"$f")")" - \
+      "bytes/record=$(dash "$(field bytes_per_record <<<"$f")") fsyncs=$(dash "$(field fsyncs <<<"$f")")"
+    echo "(records = lines in the segments, incl. checkpoints; MB/s = journal bytes read per second;"
+    echo " vs_cat = cat's time / this step's time; verify checks chain, signatures (--public-key);"
+    echo " export = GET sys/audit-log/export?format=... to /dev/null through curl, no filter)"
+  fi
+
+  if grep -q '^arca-rotation ' "$SUMMARY"; then
+    echo
+    echo "== rotation scale: rotation_bench $ROTATION_SECRETS $ROTATION_DUE =="
+    grep '^arca-rotation ' "$SUMMARY" | sed 's/^arca-rotation //'
+  fi
 } | tee -a "$SUMMARY"
 
 mkdir -p "$OUT_DIR"
