@@ -24,7 +24,7 @@
 #   DUR=15  REPS=3         seconds per wrk run, runs per case (median reported)
 #   N_SMALL=10000          secrets for the spread-read workload and the first RSS point
 #   N_BIG=100000           secrets for the second RSS point (0 = skip)
-#   CASES="read1:32 read1:1 read10k:32 write:32 write:1 token:32 approle:32 readpol:32"
+#   CASES="read1:32 read1:1 read10k:32 readpol:32 write:32 write:1 token:32 approle:32"
 #                          workload:connections
 #                          read1   GET one secret (root token)   read10k GET random of N_SMALL
 #                          write   POST new versions, spread over new keys
@@ -61,7 +61,7 @@ DUR=${DUR:-15}
 REPS=${REPS:-3}
 N_SMALL=${N_SMALL:-10000}
 N_BIG=${N_BIG:-100000}
-CASES=${CASES:-"read1:32 read1:1 read10k:32 write:32 write:1 token:32 approle:32 readpol:32"}
+CASES=${CASES:-"read1:32 read1:1 read10k:32 readpol:32 write:32 write:1 token:32 approle:32"}
 if [ -z "${PEER_CASES:-}" ]; then
   PEER_CASES=""
   for cw in $CASES; do [ "${cw%%:*}" = readpol ] || PEER_CASES="${PEER_CASES:+$PEER_CASES }$cw"; done

@@ -744,3 +744,45 @@ fn rotation_steps_are_background_events_in_the_journal() {
     let text = journal_text(&audit_dir);
     assert!(!text.contains(&new_password) && !text.contains("OLD-VALUE-7c1"));
 }
+
+#[test]
+fn the_stdout_mirror_copies_records_without_clear_values() {
+    let dir = temp();
+    let srv = TestServer::spawn_with_args_env(
+        dir,
+        &[
+            "server",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--dev-root-token",
+            common::DEV_ROOT_TOKEN,
+        ],
+        &[("ARCA_AUDIT_MIRROR", "stdout")],
+    );
+    let c = srv.client();
+    assert_eq!(
+        c.request(
+            "PUT",
+            "/v1/secret/data/m/x",
+            Some(&json!({"data": {"pw": "MIRROR-CANARY-1"}}))
+        )
+        .unwrap()
+        .status,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !srv.output().contains("\"path\":\"secret/data/m/x\"") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = srv.output();
+    let mirrored: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("\"path\":\"secret/data/m/x\""))
+        .collect();
+    assert!(
+        mirrored.len() >= 2,
+        "intent and outcome mirrored to stdout:\n{out}"
+    );
+    assert!(!out.contains("MIRROR-CANARY-1"));
+}
