@@ -146,6 +146,15 @@ fn every_request_is_recorded_and_no_value_is_in_clear() {
         call(&childc, "GET", "/v1/auth/token/lookup-self", None).status,
         200
     );
+    // an old client's token-in-the-path: refused, and the token is echoed nowhere
+    let r = call(
+        &c,
+        "GET",
+        &format!("/v1/auth/token/lookup/{child_token}"),
+        None,
+    );
+    assert_eq!(r.status, 404);
+    assert!(!r.body.contains(&child_token));
     // malformed: bad JSON, invalid path; each still one record
     let r = c
         .request_with_headers(

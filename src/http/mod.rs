@@ -69,7 +69,7 @@ async fn dispatch(
     // The path never carries a secret (tokens are refused in paths and queries).
     tracing::debug!(
         method = %req.method(),
-        path = %req.uri().path(),
+        path = %info.path,
         status = resp.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
         "request"
@@ -225,7 +225,7 @@ async fn route(
     intent_written: &mut bool,
 ) -> ApiResult {
     let ctx = request::parse(req, &st.limits)?;
-    info.set_ctx(&ctx, None);
+    info.set_ctx(&ctx, &st.audit, None);
     // Bodies of changes are read first, so the intent record can carry them (HMAC'd).
     let payload = if is_change(ctx.op) {
         audit::take_body(req, payload, st, info).await?

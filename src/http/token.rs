@@ -281,7 +281,8 @@ pub async fn route(
         }
         _ => Err(ApiError::status(
             404,
-            format!("no handler for route \"auth/token/{rest}\". route entry not found."),
+            // Never echo the rest: old clients put tokens in paths (lookup/<token>).
+            "no handler for this route under auth/token/ (tokens go in the body or a header, never in the path)",
         )),
     }
 }
