@@ -1,9 +1,11 @@
 //! Rotators: what changes a credential outside the vault and proves the new one works.
 //!
 //! PostgreSQL gets a SCRAM-SHA-256 verifier computed here, so the clear password never reaches
-//! the server (nor its statement log). MySQL/MariaDB has no such form for its default plugins:
-//! `ALTER USER ... IDENTIFIED BY '<clear>'` — the server sees the clear password. External
-//! commands get the password on stdin, never in argv or the environment.
+//! the server (nor its statement log). MySQL/MariaDB gets the `mysql_native_password` hash
+//! (`IDENTIFIED BY PASSWORD '*…'`, or `IDENTIFIED WITH mysql_native_password AS '*…'` on
+//! MySQL 8), never the clear password: a server that accepts neither form fails the rotation
+//! visibly rather than receive it. External commands get the password on stdin, never in
+//! argv or the environment.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -226,13 +228,16 @@ impl Mysql {
 impl Rotator for Mysql {
     async fn set_password(&self, req: &SetPassword<'_>) -> Result<(), String> {
         use mysql_async::prelude::Queryable;
-        let pw = my_literal(req.new_password.expose())?;
+        let hash = my_literal(&mysql_native_hash(req.new_password.expose()))?;
         let account = if req.self_change {
             "CURRENT_USER()".to_string()
         } else {
             format!("{}@{}", my_literal(req.user)?, my_literal(&self.user_host)?)
         };
-        let stmt = format!("ALTER USER {account} IDENTIFIED BY {pw}");
+        // Only hashed forms: MariaDB / MySQL 5.7, then MySQL 8 (native plugin).
+        let stmt = format!("ALTER USER {account} IDENTIFIED BY PASSWORD {hash}");
+        let stmt_mysql8 =
+            format!("ALTER USER {account} IDENTIFIED WITH mysql_native_password AS {hash}");
         let secrets = [req.new_password.expose()];
         let mut last = String::from("no credential to connect with");
         for login in req.logins {
@@ -244,16 +249,19 @@ impl Rotator for Mysql {
                 }
             };
             let self_change = req.self_change;
-            let pw_ref = &pw;
+            let hash_ref = &hash;
             let run = async {
                 conn.query_drop(MY_NO_BACKSLASH).await?;
                 match conn.query_drop(stmt.as_str()).await {
                     // MariaDB wants CREATE USER for ALTER USER even on oneself; SET PASSWORD
-                    // for the current user needs no privilege (MySQL 8 has no PASSWORD()).
+                    // for the current user needs no privilege and takes the hash as is.
                     Err(_) if self_change => {
-                        conn.query_drop(format!("SET PASSWORD = PASSWORD({pw_ref})"))
-                            .await
+                        match conn.query_drop(format!("SET PASSWORD = {hash_ref}")).await {
+                            Err(_) => conn.query_drop(stmt_mysql8.as_str()).await,
+                            ok => ok,
+                        }
                     }
+                    Err(_) => conn.query_drop(stmt_mysql8.as_str()).await,
                     other => other,
                 }
             };
@@ -276,6 +284,14 @@ impl Rotator for Mysql {
         r.map_err(|_| "test query timed out".to_string())?
             .map_err(|e| scrub(&e.to_string(), &[password.expose()]))
     }
+}
+
+/// MySQL's `mysql_native_password` hash: `*` + upper-case hex of SHA1(SHA1(password)).
+pub fn mysql_native_hash(password: &str) -> String {
+    use sha1::Sha1;
+    let stage1 = Sha1::digest(password.as_bytes());
+    let stage2 = Sha1::digest(stage1);
+    format!("*{}", hex::encode_upper(stage2))
 }
 
 // ---------------------------------------------------------------- external command
@@ -367,6 +383,15 @@ impl Rotator for External {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mysql_native_hash_matches_the_server() {
+        // SELECT PASSWORD('password') on MySQL 5.7 / MariaDB
+        assert_eq!(
+            super::mysql_native_hash("password"),
+            "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+        );
+    }
+
     use super::*;
 
     #[test]
