@@ -795,3 +795,46 @@ fn the_stdout_mirror_copies_records_without_clear_values() {
     );
     assert!(!out.contains("MIRROR-CANARY-1"));
 }
+
+/// CPU ticks (1/100 s) the process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_sealed_server_with_pending_records_stays_idle() {
+    let srv = TestServer::spawn_with_args_env(
+        temp(),
+        &[
+            "server",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--dev-root-token",
+            common::DEV_ROOT_TOKEN,
+        ],
+        &[("ARCA_AUDIT_CHECKPOINT_INTERVAL", "1")],
+    );
+    let c = srv.client();
+    assert_eq!(c.request("PUT", "/v1/sys/seal", None).unwrap().status, 204);
+    // records written while sealed cannot be checkpointed: the writer must wait, not spin
+    for _ in 0..3 {
+        assert_eq!(
+            c.request("GET", "/v1/sys/seal-status", None)
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let t0 = cpu_ticks(srv.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(srv.pid()) - t0;
+    assert!(
+        used < 60,
+        "an idle sealed server used {used} CPU ticks in 3 s"
+    );
+}

@@ -572,7 +572,8 @@ impl Writer {
                     if !q.entries.is_empty() || q.shutdown {
                         break;
                     }
-                    let wait = if self.pos.since_checkpoint > 0 {
+                    // No key (sealed): no checkpoint can be written, so nothing is due.
+                    let wait = if self.pos.since_checkpoint > 0 && self.key.is_some() {
                         self.cfg
                             .checkpoint_interval
                             .saturating_sub(self.last_checkpoint.elapsed())
