@@ -6,8 +6,6 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arca::client::Client;
@@ -427,55 +425,20 @@ fn kill_9_under_load_leaves_a_journal_that_verifies_and_covers_every_acknowledge
             .unwrap(),
     );
     let pk_pem = pk["data"]["public_key"].as_str().unwrap().to_string();
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..6)
-        .map(|w| {
-            let (addr, token, acked, stop) = (
-                srv.addr.clone(),
-                srv.token.clone(),
-                acked.clone(),
-                stop.clone(),
-            );
-            std::thread::spawn(move || {
-                let c = Client::new(&addr, Some(token), None).unwrap();
-                let mut i = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    let r = if i % 2 == 0 {
-                        c.request(
-                            "PUT",
-                            &format!("/v1/secret/data/load/{w}"),
-                            Some(&json!({"data": {"i": i}})),
-                        )
-                    } else {
-                        c.request("GET", &format!("/v1/secret/data/load/{w}"), None)
-                    };
-                    if let Ok(r) = r {
-                        if r.status == 200 {
-                            if let Some(id) = r
-                                .json()
-                                .and_then(|j| j["request_id"].as_str().map(str::to_string))
-                            {
-                                acked.lock().unwrap().push(id);
-                            }
-                        }
-                    }
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    let t0 = Instant::now();
-    while acked.lock().unwrap().len() < 300 && t0.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    srv.kill9();
-    stop.store(true, Ordering::SeqCst);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 300);
+    let acked = common::load_then_kill9(&mut srv, 6, 300, |c, w, i| {
+        let r = if i % 2 == 0 {
+            c.request(
+                "PUT",
+                &format!("/v1/secret/data/load/{w}"),
+                Some(&json!({"data": {"i": i}})),
+            )
+        } else {
+            c.request("GET", &format!("/v1/secret/data/load/{w}"), None)
+        }
+        .ok()?;
+        let j = r.json().filter(|_| r.status == 200)?;
+        j["request_id"].as_str().map(str::to_string)
+    });
     let dir = srv.into_data_dir();
     // restart: the journal reopens (marking a torn tail if any) and goes on
     let mut srv = TestServer::spawn_dev_in(dir);

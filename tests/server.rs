@@ -6,9 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arca::client::Client;
 use common::TestServer;
@@ -571,50 +569,19 @@ fn plaintext_never_reaches_the_data_directory() {
 #[test]
 fn acknowledged_writes_survive_kill_9() {
     let mut srv = TestServer::spawn_dev();
-    let addr = srv.addr.clone();
-    let token = srv.token.clone();
-    let acked: Arc<Mutex<Vec<(String, u64, String)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..8)
-        .map(|w| {
-            let (addr, token, acked, stop) =
-                (addr.clone(), token.clone(), acked.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let c = Client::new(&addr, Some(token), None).unwrap();
-                let mut i = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    let key = format!("load/w{w}-{}", i % 5);
-                    let val = format!("w{w}-i{i}");
-                    if let Ok(r) = c.request(
-                        "PUT",
-                        &format!("/v1/secret/data/{key}"),
-                        Some(&json!({"data": {"v": val}})),
-                    ) {
-                        if r.status == 200 {
-                            let v = r.json().unwrap()["data"]["version"].as_u64().unwrap();
-                            acked.lock().unwrap().push((key, v, val));
-                        }
-                    }
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    let t0 = Instant::now();
-    while acked.lock().unwrap().len() < 300 && t0.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    srv.kill9();
-    stop.store(true, Ordering::SeqCst);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() >= 300,
-        "only {} writes acknowledged",
-        acked.len()
-    );
+    let acked = common::load_then_kill9(&mut srv, 8, 300, |c, w, i| {
+        let key = format!("load/w{w}-{}", i % 5);
+        let val = format!("w{w}-i{i}");
+        let r = c
+            .request(
+                "PUT",
+                &format!("/v1/secret/data/{key}"),
+                Some(&json!({"data": {"v": val}})),
+            )
+            .ok()?;
+        let v = r.json().filter(|_| r.status == 200)?["data"]["version"].as_u64()?;
+        Some((key, v, val))
+    });
     let dir = srv.into_data_dir();
     let srv = TestServer::spawn_dev_in(dir);
     let c = srv.client();

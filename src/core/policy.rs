@@ -121,7 +121,7 @@ path "sys/capabilities-self" {
     capabilities = ["update"]
 }
 
-# Allow a token to make requests to the Authorization Endpoint for OIDC providers.
+# Allow a token to manage its own cubbyhole
 path "cubbyhole/*" {
     capabilities = ["create", "read", "update", "delete", "list"]
 }

@@ -47,6 +47,18 @@ pub async fn route(
     }
 }
 
+/// PATCH bodies are JSON merge patches, and must say so (as Vault requires).
+fn require_merge_patch(ctx: &Ctx) -> Result<(), ApiError> {
+    let ct = ctx.content_type.as_deref().unwrap_or("");
+    if ct.split(';').next().map(str::trim) != Some("application/merge-patch+json") {
+        return Err(ApiError::status(
+            415,
+            format!("PATCH requires Content-Type of application/merge-patch+json, provided {ct}"),
+        ));
+    }
+    Ok(())
+}
+
 fn options_cas(body: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
     match body.get("options") {
         None | Some(Value::Null) => Ok(None),
@@ -114,13 +126,7 @@ async fn data(
             }
         }
         Op::Patch => {
-            let ct = ctx.content_type.as_deref().unwrap_or("");
-            if ct.split(';').next().map(str::trim) != Some("application/merge-patch+json") {
-                return Err(ApiError::status(
-                    415,
-                    format!("PATCH requires Content-Type of application/merge-patch+json, provided {ct}"),
-                ));
-            }
+            require_merge_patch(ctx)?;
             let body = json_body(req, payload, st).await?;
             let data = data_field(&body)?;
             let cas = options_cas(&body)?;
@@ -223,13 +229,7 @@ async fn metadata(
         Op::Write | Op::Patch => {
             let merge = ctx.op == Op::Patch;
             if merge {
-                let ct = ctx.content_type.as_deref().unwrap_or("");
-                if ct.split(';').next().map(str::trim) != Some("application/merge-patch+json") {
-                    return Err(ApiError::status(
-                        415,
-                        format!("PATCH requires Content-Type of application/merge-patch+json, provided {ct}"),
-                    ));
-                }
+                require_merge_patch(ctx)?;
             }
             let body = json_body(req, payload, st).await?;
             let upd = metadata_update(&body)?;

@@ -344,3 +344,51 @@ pub fn run_cmd(cmd: &mut Command, input: Option<&str>) -> CliOutput {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Runs `workers` threads, each calling `op(&client, worker, i)` for i = 0, 1, ... against
+/// `srv` with the root token, until `min` of them have been acknowledged (`Some`) or 20 s
+/// passed; then SIGKILLs the server in the middle of that load and returns every
+/// acknowledged result.
+pub fn load_then_kill9<T: Send + 'static>(
+    srv: &mut TestServer,
+    workers: usize,
+    min: usize,
+    op: impl Fn(&Client, usize, u64) -> Option<T> + Send + Sync + 'static,
+) -> Vec<T> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let acked: Arc<Mutex<Vec<T>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let op = Arc::new(op);
+    let handles: Vec<_> = (0..workers)
+        .map(|w| {
+            let (addr, token) = (srv.addr.clone(), srv.token.clone());
+            let (acked, stop, op) = (acked.clone(), stop.clone(), op.clone());
+            thread::spawn(move || {
+                let c = Client::new(&addr, Some(token), None).expect("client");
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    if let Some(t) = op(&c, w, i) {
+                        acked.lock().unwrap().push(t);
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    while acked.lock().unwrap().len() < min && t0.elapsed() < Duration::from_secs(20) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    srv.kill9();
+    stop.store(true, Ordering::SeqCst);
+    for h in handles {
+        h.join().expect("load worker");
+    }
+    let out = std::mem::take(&mut *acked.lock().unwrap());
+    assert!(
+        out.len() >= min,
+        "only {} requests acknowledged before the kill",
+        out.len()
+    );
+    out
+}
