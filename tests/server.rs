@@ -611,6 +611,106 @@ fn acknowledged_writes_survive_kill_9() {
     }
 }
 
+/// Token creates and AppRole logins sync their writes with the outcome record: every token
+/// a client received before a `kill -9` works after the restart, and so does the count of a
+/// limited secret_id (never more logins than its uses, acknowledged ones all counted).
+#[test]
+fn acknowledged_tokens_and_logins_survive_kill_9() {
+    let mut srv = TestServer::spawn_dev();
+    let c = srv.client();
+    let ok = |r: arca::client::ApiResponse| {
+        assert!(r.status < 300, "{} {:?}", r.status, r.json());
+        body(&r)
+    };
+    ok(c.request(
+        "POST",
+        "/v1/auth/approle/role/job",
+        Some(&json!({"token_ttl": "1h"})),
+    )
+    .unwrap());
+    let role_id = ok(c
+        .request("GET", "/v1/auth/approle/role/job/role-id", None)
+        .unwrap())["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret_id = ok(c
+        .request(
+            "POST",
+            "/v1/auth/approle/role/job/secret-id",
+            Some(&json!({})),
+        )
+        .unwrap())["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let limited = ok(c
+        .request(
+            "POST",
+            "/v1/auth/approle/role/job/secret-id",
+            Some(&json!({"num_uses": 100000})),
+        )
+        .unwrap())["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let acked = common::load_then_kill9(&mut srv, 6, 300, move |c, w, i| {
+        let r = match w % 3 {
+            0 => c.request("POST", "/v1/auth/token/create", Some(&json!({"ttl": "1h"}))),
+            1 => c.request(
+                "POST",
+                "/v1/auth/approle/login",
+                Some(&json!({"role_id": role_id, "secret_id": secret_id})),
+            ),
+            _ => c.request(
+                "POST",
+                "/v1/auth/approle/login",
+                Some(&json!({"role_id": role_id, "secret_id": limited})),
+            ),
+        }
+        .ok()?;
+        let t = r.json().filter(|_| r.status == 200)?["auth"]["client_token"]
+            .as_str()?
+            .to_string();
+        Some((w % 3, i, t))
+    });
+    let dir = srv.into_data_dir();
+    let srv = TestServer::spawn_dev_in(dir);
+    let limited_logins = acked.iter().filter(|(kind, _, _)| *kind == 2).count() as u64;
+    for (_, _, t) in &acked {
+        let r = arca::client::Client::new(&srv.addr, Some(t.clone()), None)
+            .unwrap()
+            .request("GET", "/v1/auth/token/lookup-self", None)
+            .unwrap();
+        assert_eq!(r.status, 200, "an acknowledged token is gone after kill -9");
+    }
+    // The limited secret_id has at most 100000 - (acknowledged logins) uses left.
+    let c = srv.client();
+    let accessors = body(
+        &c.request("LIST", "/v1/auth/approle/role/job/secret-id", None)
+            .unwrap(),
+    );
+    let mut left = None;
+    for acc in accessors["data"]["keys"].as_array().unwrap() {
+        let e = body(
+            &c.request(
+                "POST",
+                "/v1/auth/approle/role/job/secret-id-accessor/lookup",
+                Some(&json!({"secret_id_accessor": acc})),
+            )
+            .unwrap(),
+        );
+        if e["data"]["secret_id_num_uses"].as_u64() != Some(0) {
+            left = e["data"]["secret_id_num_uses"].as_u64();
+        }
+    }
+    let left = left.expect("the limited secret_id");
+    assert!(
+        left <= 100000 - limited_logins,
+        "{limited_logins} acknowledged logins but {left} uses left"
+    );
+}
+
 /// Sends raw bytes and returns what came back (status line and all).
 fn raw_http(addr: &str, req: &[u8], wait: Duration) -> String {
     let hostport = addr.trim_start_matches("http://");

@@ -131,6 +131,8 @@ fn deadline_error(d: Duration) -> AuditError {
 struct Entry {
     record: Map<String, Value>,
     slot: Arc<Slot>,
+    /// The record says a change happened: the store's writes must be durable before it is.
+    after_store_sync: bool,
 }
 
 #[derive(Default)]
@@ -479,12 +481,27 @@ impl Writer {
 
     /// Writes queued records as one batch and answers their waiters.
     fn write_entries(&mut self, entries: Vec<Entry>) {
-        let live: Vec<Entry> = entries
+        let mut live: Vec<Entry> = entries
             .into_iter()
             .filter(|e| !e.slot.is_abandoned())
             .collect();
         if live.is_empty() {
             return;
+        }
+        if live.iter().any(|e| e.after_store_sync) {
+            if let Err(e) = self.head_store.sync_here() {
+                tracing::warn!(error = %e, "store sync before an outcome record failed");
+                let msg = format!("the store could not make the change durable: {e}");
+                live.retain(|en| {
+                    if en.after_store_sync {
+                        en.slot.finish(Err(AuditError::Unavailable(msg.clone())));
+                    }
+                    !en.after_store_sync
+                });
+                if live.is_empty() {
+                    return;
+                }
+            }
         }
         if self.rotation_due() {
             if let Err(e) = self.rotate() {
@@ -948,7 +965,11 @@ impl Journal {
         })
     }
 
-    fn enqueue(&self, record: Map<String, Value>) -> Result<Arc<Slot>, AuditError> {
+    fn enqueue(
+        &self,
+        record: Map<String, Value>,
+        after_store_sync: bool,
+    ) -> Result<Arc<Slot>, AuditError> {
         if let Some(Value::String(t)) = record.get("type") {
             if RESERVED_TYPES.contains(&t.as_str()) {
                 return Err(AuditError::InvalidRecord(format!(
@@ -971,6 +992,7 @@ impl Journal {
             q.entries.push(Entry {
                 record,
                 slot: slot.clone(),
+                after_store_sync,
             });
         }
         shared.wake.notify_one();
@@ -982,7 +1004,7 @@ impl Journal {
     pub fn append_blocking(&self, record: Map<String, Value>) -> Result<Receipt, AuditError> {
         let deadline_len = self.inner.shared.cfg.write_deadline;
         let deadline = Instant::now() + deadline_len;
-        let slot = self.enqueue(record)?;
+        let slot = self.enqueue(record, false)?;
         let mut st = lock(&slot.state);
         loop {
             if let Some(r) = take_done(&mut st) {
@@ -1010,9 +1032,28 @@ impl Journal {
     /// not be made durable within `write_deadline`; then the record is not in the journal.
     /// Needs a Tokio runtime with timers (actix has one).
     pub async fn append(&self, record: Map<String, Value>) -> Result<Receipt, AuditError> {
+        self.append_inner(record, false).await
+    }
+
+    /// `append` for a record that reports a change already written to the store (not yet
+    /// synced): the writer syncs the store (`Store::sync_here`) in the same round as the
+    /// record's batch, before the record is written. One hand-off for both; if the store
+    /// cannot sync, the record is not written and the answer is `Unavailable`.
+    pub async fn append_after_store_sync(
+        &self,
+        record: Map<String, Value>,
+    ) -> Result<Receipt, AuditError> {
+        self.append_inner(record, true).await
+    }
+
+    async fn append_inner(
+        &self,
+        record: Map<String, Value>,
+        after_store_sync: bool,
+    ) -> Result<Receipt, AuditError> {
         let deadline_len = self.inner.shared.cfg.write_deadline;
         let deadline = tokio::time::Instant::now() + deadline_len;
-        let slot = self.enqueue(record)?;
+        let slot = self.enqueue(record, after_store_sync)?;
         loop {
             let claimed = {
                 let mut st = lock(&slot.state);

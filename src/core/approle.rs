@@ -776,6 +776,20 @@ impl Vault {
         secret_id: &str,
         remote: Option<IpAddr>,
     ) -> Result<Issued> {
+        let issued = self.approle_login_unsynced(role_id, secret_id, remote)?;
+        self.store.sync()?;
+        Ok(issued)
+    }
+
+    /// `approle_login` without the final sync (of the secret_id use and the token): the
+    /// caller syncs the store before it hands the token out. No blocking I/O besides
+    /// store reads.
+    pub fn approle_login_unsynced(
+        &self,
+        role_id: &str,
+        secret_id: &str,
+        remote: Option<IpAddr>,
+    ) -> Result<Issued> {
         let kr = self.keyring()?;
         let role_id = role_id.trim();
         if role_id.is_empty() {
@@ -853,8 +867,8 @@ impl Vault {
                 e.last_updated_time = self.now();
                 vec![self.sid_put_op(&kr, &role.uuid, &mac, &e)?]
             };
+            // Durable with the token, before it is handed out (the caller's sync).
             self.store.batch(ops)?;
-            self.store.sync()?;
         }
 
         meta.insert("role_name".into(), role.name.clone());
@@ -878,7 +892,7 @@ impl Vault {
             period: (period > 0).then_some(period),
             bound_cidrs: token_cidrs,
         };
-        self.token_create(
+        self.token_create_unsynced(
             &Issuer {
                 parent: None,
                 privileged: false,

@@ -458,8 +458,21 @@ impl Vault {
     }
 
     /// Issues a token for `issuer` (a parent token or a login) as `req` asks, within the
-    /// limits of the parent and of `role`.
+    /// limits of the parent and of `role`. Durable when it returns.
     pub fn token_create(
+        &self,
+        issuer: &Issuer<'_>,
+        req: TokenRequest,
+        role: Option<&TokenRole>,
+    ) -> Result<Issued> {
+        let issued = self.token_create_unsynced(issuer, req, role)?;
+        self.store.sync()?;
+        Ok(issued)
+    }
+
+    /// `token_create` without the final sync: the caller must sync the store (see
+    /// `Store::sync_async`) before it hands the token out. Does no blocking I/O.
+    pub fn token_create_unsynced(
         &self,
         issuer: &Issuer<'_>,
         mut req: TokenRequest,
@@ -662,7 +675,6 @@ impl Vault {
         let mac = kr.token_hmac(token.as_bytes());
         self.store
             .batch(self.token_put_ops(&kr, &mac, &entry, None)?)?;
-        self.store.sync()?;
         Ok(Issued {
             token,
             entry,

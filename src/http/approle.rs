@@ -32,8 +32,13 @@ pub async fn login(
     let role_id = Zeroizing::new(request::field_string(&b, "role_id")?.unwrap_or_default());
     let secret_id = Zeroizing::new(request::field_string(&b, "secret_id")?.unwrap_or_default());
     let remote = req.peer_addr().map(|a| a.ip());
-    let vault = st.vault.clone();
-    let issued = blocking(move || vault.approle_login(&role_id, &secret_id, remote)).await?;
+    // No blocking I/O here: the secret_id use and the token are synced with the outcome
+    // record, before the response (the only place the token exists) leaves.
+    let issued = st
+        .vault
+        .approle_login_unsynced(&role_id, &secret_id, remote);
+    super::defer_store_sync(req);
+    let issued = issued?;
     Ok(response::auth(
         issued.entry.auth_json(&issued.token),
         issued.warnings,

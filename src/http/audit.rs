@@ -110,6 +110,18 @@ impl Audit {
         }
     }
 
+    /// `append` for the outcome of a request whose store writes are not synced yet: the
+    /// audit writer syncs the store in the same round, before the record (one hand-off).
+    pub async fn append_after_store_sync(&self, rec: Map<String, Value>) -> Result<(), ApiError> {
+        match self.journal.append_after_store_sync(rec).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "change or its audit record not durable: request refused");
+                Err(unavailable())
+            }
+        }
+    }
+
     /// A background action (token tidy, rotation step, ...), appended durably.
     pub fn event_blocking(&self, action: &str, fields: Map<String, Value>) {
         let mut rec = fields;

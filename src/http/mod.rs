@@ -61,8 +61,15 @@ async fn dispatch(
     st.audit.sync_keys(&st.vault);
     let version = req.extensions().get::<audit::AuditVersion>().map(|v| v.0);
     let rec = info.outcome(resp.status(), version, started.elapsed(), intent_written);
-    // The outcome is durable before the response (and any secret in it) leaves.
-    let resp = match st.audit.append(rec).await {
+    // The outcome is durable before the response (and any secret in it) leaves; so are the
+    // store writes of a handler that left them to this point (`defer_store_sync`).
+    let deferred = req.extensions().get::<StoreSyncDeferred>().is_some();
+    let appended = if deferred {
+        st.audit.append_after_store_sync(rec).await
+    } else {
+        st.audit.append(rec).await
+    };
+    let resp = match appended {
         Ok(()) => resp,
         Err(e) => e.into_response(),
     };
@@ -75,6 +82,16 @@ async fn dispatch(
         "request"
     );
     resp
+}
+
+/// Marks a request whose store writes are made but not synced: the dispatch syncs them
+/// with the outcome record, before the response leaves (see `Audit::append_after_store_sync`).
+struct StoreSyncDeferred;
+
+/// Leaves the sync of this request's store writes to the outcome record. Only for writes
+/// whose effect nobody can use before the response (a new token, unknown until then).
+pub(crate) fn defer_store_sync(req: &HttpRequest) {
+    req.extensions_mut().insert(StoreSyncDeferred);
 }
 
 /// The authenticated caller of a request.

@@ -125,7 +125,7 @@ pub async fn route(
         ("create" | "create-orphan", Op::Write) => {
             let mut treq = token_request(&json_body(req, payload, st).await?)?;
             treq.no_parent |= rest == "create-orphan";
-            create(st, caller, treq, None, format!("auth/token/{rest}")).await
+            create(req, st, caller, treq, None, format!("auth/token/{rest}")).await
         }
         (r, Op::Write) if r.starts_with("create/") => {
             let name = &r["create/".len()..];
@@ -134,6 +134,7 @@ pub async fn route(
                 .token_role_get(name)?
                 .ok_or_else(|| ApiError::bad(format!("unknown role {name}")))?;
             create(
+                req,
                 st,
                 caller,
                 treq,
@@ -298,6 +299,7 @@ fn normalize_names(v: Vec<String>) -> Result<Vec<String>, ApiError> {
 }
 
 async fn create(
+    req: &HttpRequest,
     st: &AppState,
     caller: &Caller,
     treq: TokenRequest,
@@ -307,16 +309,17 @@ async fn create(
     let vault = st.vault.clone();
     let parent = caller.entry.clone();
     let privileged = caller.has_sudo(&path) || caller.has_sudo("auth/token/create-orphan");
-    let issued = blocking(move || {
-        let issuer = Issuer {
-            parent: Some(&parent),
-            privileged,
-            path,
-            auth_method: "token",
-        };
-        vault.token_create(&issuer, treq, role.as_ref())
-    })
-    .await?;
+    // No blocking I/O here: the token's writes are synced with the outcome record, before
+    // the response (the only place the token exists) leaves.
+    let issuer = Issuer {
+        parent: Some(&parent),
+        privileged,
+        path,
+        auth_method: "token",
+    };
+    let issued = vault.token_create_unsynced(&issuer, treq, role.as_ref());
+    super::defer_store_sync(req);
+    let issued = issued?;
     Ok(response::auth(
         issued.entry.auth_json(&issued.token),
         issued.warnings,

@@ -6,6 +6,7 @@
 
 pub mod faulty;
 pub mod sled;
+pub mod wal;
 
 use std::fmt;
 
@@ -62,7 +63,21 @@ pub trait Store: Send + Sync + 'static {
     /// Make every write that returned before this call durable (fsync). Concurrent callers
     /// share one flush.
     fn sync(&self) -> StoreResult<()>;
+    /// `sync` run by the calling thread itself (for a thread that syncs anyway, like the
+    /// audit writer: no hand-off). The default is `sync`.
+    fn sync_here(&self) -> StoreResult<()> {
+        self.sync()
+    }
+    /// `sync` for async callers (no worker thread blocked while the disk works). The
+    /// default runs `sync` at once, blocking; backends with a sync thread override it.
+    fn sync_async(&self) -> SyncFuture {
+        let r = self.sync();
+        Box::pin(async move { r })
+    }
 }
+
+/// What `Store::sync_async` returns.
+pub type SyncFuture = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<()>> + Send>>;
 
 /// A conformance suite any `Store` must pass. Called from each backend's tests.
 #[cfg(test)]
