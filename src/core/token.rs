@@ -470,8 +470,9 @@ impl Vault {
         Ok(issued)
     }
 
-    /// `token_create` without the final sync: the caller must sync the store (see
-    /// `Store::sync_async`) before it hands the token out. Does no blocking I/O.
+    /// `token_create` without the final sync: the caller must sync the store before it
+    /// hands the token out (the HTTP layer leaves it to the outcome record). Does no
+    /// blocking I/O.
     pub fn token_create_unsynced(
         &self,
         issuer: &Issuer<'_>,

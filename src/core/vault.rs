@@ -128,11 +128,6 @@ impl Vault {
         })
     }
 
-    /// Makes every store write made so far durable, awaited (see `Store::sync_async`).
-    pub fn sync_async(&self) -> crate::store::SyncFuture {
-        self.store.sync_async()
-    }
-
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }

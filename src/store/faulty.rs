@@ -77,12 +77,6 @@ impl Store for FaultyStore {
         self.w()?;
         self.inner.sync_here()
     }
-    fn sync_async(&self) -> super::SyncFuture {
-        match self.w() {
-            Ok(()) => self.inner.sync_async(),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -68,16 +68,7 @@ pub trait Store: Send + Sync + 'static {
     fn sync_here(&self) -> StoreResult<()> {
         self.sync()
     }
-    /// `sync` for async callers (no worker thread blocked while the disk works). The
-    /// default runs `sync` at once, blocking; backends with a sync thread override it.
-    fn sync_async(&self) -> SyncFuture {
-        let r = self.sync();
-        Box::pin(async move { r })
-    }
 }
-
-/// What `Store::sync_async` returns.
-pub type SyncFuture = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<()>> + Send>>;
 
 /// A conformance suite any `Store` must pass. Called from each backend's tests.
 #[cfg(test)]

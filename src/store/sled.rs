@@ -266,10 +266,6 @@ impl Store for SledStore {
     fn sync_here(&self) -> StoreResult<()> {
         self.shared.wal.sync_here()
     }
-
-    fn sync_async(&self) -> super::SyncFuture {
-        Box::pin(self.shared.wal.sync_async())
-    }
 }
 
 #[cfg(test)]

@@ -202,11 +202,8 @@ struct SyncShared {
     state: Mutex<SyncState>,
     /// Wakes the sync thread.
     work: Condvar,
-    /// Wakes blocking waiters.
+    /// Wakes the waiters.
     done: Condvar,
-    /// Wakes async waiters: the durable offset, and whether the log failed. (Never read
-    /// while holding `state`: the sender is written under it.)
-    synced_tx: tokio::sync::watch::Sender<(u64, bool)>,
 }
 
 impl Tail {
@@ -245,12 +242,10 @@ impl Wal {
             seg_bytes: 0,
             broken: None,
         }));
-        let (synced_tx, _) = tokio::sync::watch::channel((0u64, false));
         let sync = Arc::new(SyncShared {
             state: Mutex::new(SyncState::default()),
             work: Condvar::new(),
             done: Condvar::new(),
-            synced_tx,
         });
         let thread = {
             let (order, sync) = (order.clone(), sync.clone());
@@ -337,32 +332,6 @@ impl Wal {
         res.map_err(StoreError::Io)
     }
 
-    /// `sync` for async callers: the same group commit, awaited instead of blocking.
-    pub fn sync_async(
-        &self,
-    ) -> impl std::future::Future<Output = StoreResult<()>> + Send + 'static {
-        let req = self.request();
-        let mut rx = self.sync.synced_tx.subscribe();
-        let shared = self.sync.clone();
-        async move {
-            let Some(target) = req? else {
-                return Ok(());
-            };
-            let res = rx
-                .wait_for(|&(synced, failed)| synced >= target || failed)
-                .await
-                .map(|v| *v);
-            match res {
-                Ok((synced, _)) if synced >= target => Ok(()),
-                Ok(_) => Err(lock(&shared.state)?
-                    .failed
-                    .clone()
-                    .map_or(StoreError::Closed, StoreError::Io)),
-                Err(_) => Err(StoreError::Closed),
-            }
-        }
-    }
-
     /// Closes the open segment (synced) and opens the next one. Returns the number of the
     /// closed segment: it and every older one may be deleted once sled is flushed.
     /// Called with the order lock held, so no record is in flight.
@@ -377,10 +346,7 @@ impl Wal {
         tail.seg_bytes = 0;
         // Everything written so far is durable: let waiting syncs through.
         let mut st = lock(&self.sync.state)?;
-        if st.synced < tail.written {
-            st.synced = tail.written;
-            self.sync.synced_tx.send_replace((st.synced, false));
-        }
+        st.synced = st.synced.max(tail.written);
         self.sync.done.notify_all();
         Ok(closed)
     }
@@ -445,15 +411,11 @@ fn publish(sync: &SyncShared, upto: u64, res: Result<(), String>) {
         let mut st = sync.state.lock().unwrap_or_else(|e| e.into_inner());
         match res {
             Ok(()) => {
-                if upto > st.synced {
-                    st.synced = upto;
-                    sync.synced_tx.send_replace((upto, false));
-                }
+                st.synced = st.synced.max(upto);
             }
             Err(e) => {
                 tracing::error!(error = %e, "the write-ahead log cannot be made durable; writes fail from now on");
                 st.failed = Some(e);
-                sync.synced_tx.send_modify(|v| v.1 = true);
             }
         }
     }
