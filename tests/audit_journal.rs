@@ -892,3 +892,98 @@ fn throughput_one_million_records() {
         mb / jsonl_s
     );
 }
+
+/// A store whose sync the test opens or fails by hand (sled underneath for the head).
+struct GatedStore {
+    inner: Arc<SledStore>,
+    /// 0 closed, 1 open, 2 failed
+    gate: std::sync::atomic::AtomicU8,
+}
+
+impl Store for GatedStore {
+    fn get(&self, k: &[u8]) -> arca::store::StoreResult<Option<Vec<u8>>> {
+        self.inner.get(k)
+    }
+    fn put(&self, k: &[u8], v: &[u8]) -> arca::store::StoreResult<()> {
+        self.inner.put(k, v)
+    }
+    fn delete(&self, k: &[u8]) -> arca::store::StoreResult<()> {
+        self.inner.delete(k)
+    }
+    fn scan_prefix(&self, p: &[u8]) -> arca::store::StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan_prefix(p)
+    }
+    fn keys_with_prefix(&self, p: &[u8]) -> arca::store::StoreResult<Vec<Vec<u8>>> {
+        self.inner.keys_with_prefix(p)
+    }
+    fn cas(&self, k: &[u8], e: Option<&[u8]>, n: Option<&[u8]>) -> arca::store::StoreResult<bool> {
+        self.inner.cas(k, e, n)
+    }
+    fn batch(&self, ops: Vec<arca::store::Op>) -> arca::store::StoreResult<()> {
+        self.inner.batch(ops)
+    }
+    fn sync(&self) -> arca::store::StoreResult<()> {
+        self.inner.sync()
+    }
+    fn sync_start(&self) -> arca::store::StoreResult<u64> {
+        Ok(1)
+    }
+    fn synced(&self, _ticket: u64, wait: bool) -> arca::store::StoreResult<bool> {
+        use std::sync::atomic::Ordering;
+        loop {
+            match self.gate.load(Ordering::SeqCst) {
+                1 => return Ok(true),
+                2 => return Err(arca::store::StoreError::Io("injected sync failure".into())),
+                _ if !wait => return Ok(false),
+                _ => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+}
+
+/// A record that reports a change waits for the store's sync, without holding up the
+/// records behind it; a failed store sync means the record is never written.
+#[test]
+fn a_change_record_waits_for_the_store_and_others_pass_it() {
+    use std::sync::atomic::Ordering;
+    let e = env();
+    let gated = Arc::new(GatedStore {
+        inner: e.store.clone(),
+        gate: std::sync::atomic::AtomicU8::new(0),
+    });
+    let j = Arc::new(Journal::open(&e.dir, cfg(), key(), gated.clone()).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let held = {
+        let j = j.clone();
+        rt.spawn(async move { j.append_after_store_sync(rec(1), 1).await })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    j.append_blocking(rec(2)).unwrap();
+    let written = |id: &str| {
+        e.paths()
+            .iter()
+            .flat_map(|p| lines(p))
+            .any(|l: Vec<u8>| parse(&l).get("request_id") == Some(&json!(id)))
+    };
+    assert!(
+        written("req-2"),
+        "a record behind the held one waited for it"
+    );
+    assert!(!written("req-1"), "written before the store was durable");
+    gated.gate.store(1, Ordering::SeqCst);
+    rt.block_on(held).unwrap().unwrap();
+    assert!(written("req-1"));
+
+    gated.gate.store(2, Ordering::SeqCst);
+    let r = rt.block_on(j.append_after_store_sync(rec(3), 1));
+    assert!(matches!(r, Err(AuditError::Unavailable(_))), "{r:?}");
+    assert!(!written("req-3"));
+    // the journal goes on, and its chain is intact
+    j.append_blocking(rec(4)).unwrap();
+    j.close();
+    let report = e.verify();
+    assert!(report.ok, "{}", report.render());
+}

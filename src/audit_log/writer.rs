@@ -131,8 +131,9 @@ fn deadline_error(d: Duration) -> AuditError {
 struct Entry {
     record: Map<String, Value>,
     slot: Arc<Slot>,
-    /// The record says a change happened: the store's writes must be durable before it is.
-    after_store_sync: bool,
+    /// The record says a change happened: the store's writes up to this `Store::sync_start`
+    /// ticket must be durable before the record is written.
+    after_store_sync: Option<u64>,
 }
 
 #[derive(Default)]
@@ -480,28 +481,50 @@ impl Writer {
     }
 
     /// Writes queued records as one batch and answers their waiters.
-    fn write_entries(&mut self, entries: Vec<Entry>) {
+    /// Splits off the entries whose store writes are not durable yet (they go back to the
+    /// queue); fails those whose store sync failed. With `wait`, first waits for the oldest
+    /// pending ticket, so something is ready.
+    fn hold_back_unsynced(&self, live: &mut Vec<Entry>, wait: bool) -> Vec<Entry> {
+        let oldest = live.iter().filter_map(|e| e.after_store_sync).min();
+        let Some(oldest) = oldest else {
+            return Vec::new();
+        };
+        if wait {
+            // Nothing else to write: waiting for the store costs nobody anything.
+            let _ = self.head_store.synced(oldest, true);
+        }
+        let mut held = Vec::new();
+        let mut ready = Vec::with_capacity(live.len());
+        for e in live.drain(..) {
+            match e.after_store_sync.map(|t| self.head_store.synced(t, false)) {
+                None | Some(Ok(true)) => ready.push(e),
+                Some(Ok(false)) => held.push(e),
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "a change could not be made durable");
+                    e.slot.finish(Err(AuditError::Unavailable(format!(
+                        "the store could not make the change durable: {err}"
+                    ))));
+                }
+            }
+        }
+        *live = ready;
+        held
+    }
+
+    /// Writes queued records as one batch and answers their waiters. Returns the entries
+    /// held back for their store sync, to be queued again.
+    fn write_entries(&mut self, entries: Vec<Entry>) -> Vec<Entry> {
         let mut live: Vec<Entry> = entries
             .into_iter()
             .filter(|e| !e.slot.is_abandoned())
             .collect();
-        if live.is_empty() {
-            return;
+        let mut held = self.hold_back_unsynced(&mut live, false);
+        if live.is_empty() && !held.is_empty() {
+            live = held;
+            held = self.hold_back_unsynced(&mut live, true);
         }
-        if live.iter().any(|e| e.after_store_sync) {
-            if let Err(e) = self.head_store.sync_here() {
-                tracing::warn!(error = %e, "store sync before an outcome record failed");
-                let msg = format!("the store could not make the change durable: {e}");
-                live.retain(|en| {
-                    if en.after_store_sync {
-                        en.slot.finish(Err(AuditError::Unavailable(msg.clone())));
-                    }
-                    !en.after_store_sync
-                });
-                if live.is_empty() {
-                    return;
-                }
-            }
+        if live.is_empty() {
+            return held;
         }
         if self.rotation_due() {
             if let Err(e) = self.rotate() {
@@ -509,7 +532,7 @@ impl Writer {
                 for e2 in &live {
                     e2.slot.finish(Err(AuditError::Unavailable(e.clone())));
                 }
-                return;
+                return held;
             }
         }
         let mut b = Batch::new(self.pos);
@@ -531,7 +554,7 @@ impl Writer {
             self.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, records = slots.len(), "audit batch failed");
             fail(&slots, e);
-            return;
+            return held;
         }
         // A waiter that gave up (deadline) was told "not written": then none of the batch is.
         let mut all_claimed = true;
@@ -547,12 +570,13 @@ impl Writer {
                 "audit batch exceeded the write deadline"
             );
             fail(&slots, deadline_error(self.cfg.write_deadline).to_string());
-            return;
+            return held;
         }
         self.publish(b);
         for (s, r) in slots.iter().zip(receipts) {
             s.finish(Ok(r));
         }
+        held
     }
 
     /// Time-driven work: rotation by age, checkpoint by interval.
@@ -614,7 +638,12 @@ impl Writer {
                 let entries: Vec<Entry> = q.entries.drain(..n).collect();
                 (entries, q.shutdown && q.entries.is_empty())
             };
-            self.write_entries(entries);
+            let held = self.write_entries(entries);
+            if !held.is_empty() {
+                // Back at the front, ahead of newer records: written once their store sync is.
+                let mut q = lock(&self.shared.queue);
+                q.entries.splice(0..0, held);
+            }
             self.maintain();
             if stop {
                 self.close();
@@ -968,7 +997,7 @@ impl Journal {
     fn enqueue(
         &self,
         record: Map<String, Value>,
-        after_store_sync: bool,
+        after_store_sync: Option<u64>,
     ) -> Result<Arc<Slot>, AuditError> {
         if let Some(Value::String(t)) = record.get("type") {
             if RESERVED_TYPES.contains(&t.as_str()) {
@@ -1004,7 +1033,7 @@ impl Journal {
     pub fn append_blocking(&self, record: Map<String, Value>) -> Result<Receipt, AuditError> {
         let deadline_len = self.inner.shared.cfg.write_deadline;
         let deadline = Instant::now() + deadline_len;
-        let slot = self.enqueue(record, false)?;
+        let slot = self.enqueue(record, None)?;
         let mut st = lock(&slot.state);
         loop {
             if let Some(r) = take_done(&mut st) {
@@ -1032,24 +1061,26 @@ impl Journal {
     /// not be made durable within `write_deadline`; then the record is not in the journal.
     /// Needs a Tokio runtime with timers (actix has one).
     pub async fn append(&self, record: Map<String, Value>) -> Result<Receipt, AuditError> {
-        self.append_inner(record, false).await
+        self.append_inner(record, None).await
     }
 
-    /// `append` for a record that reports a change already written to the store (not yet
-    /// synced): the writer syncs the store (`Store::sync_here`) in the same round as the
-    /// record's batch, before the record is written. One hand-off for both; if the store
-    /// cannot sync, the record is not written and the answer is `Unavailable`.
+    /// `append` for a record that reports a change already written to the store but not
+    /// yet durable: `ticket` is from `Store::sync_start`, and the writer holds the record
+    /// back (writing others meanwhile) until the store says the ticket is durable. The
+    /// store syncs on its own thread while the journal goes on. If the store cannot sync,
+    /// the record is not written and the answer is `Unavailable`.
     pub async fn append_after_store_sync(
         &self,
         record: Map<String, Value>,
+        ticket: u64,
     ) -> Result<Receipt, AuditError> {
-        self.append_inner(record, true).await
+        self.append_inner(record, Some(ticket)).await
     }
 
     async fn append_inner(
         &self,
         record: Map<String, Value>,
-        after_store_sync: bool,
+        after_store_sync: Option<u64>,
     ) -> Result<Receipt, AuditError> {
         let deadline_len = self.inner.shared.cfg.write_deadline;
         let deadline = tokio::time::Instant::now() + deadline_len;

@@ -128,6 +128,11 @@ impl Vault {
         })
     }
 
+    /// Starts syncing every store write made so far (see `Store::sync_start`).
+    pub fn store_sync_start(&self) -> Result<u64> {
+        Ok(self.store.sync_start()?)
+    }
+
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }

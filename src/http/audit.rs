@@ -110,10 +110,15 @@ impl Audit {
         }
     }
 
-    /// `append` for the outcome of a request whose store writes are not synced yet: the
-    /// audit writer syncs the store in the same round, before the record (one hand-off).
-    pub async fn append_after_store_sync(&self, rec: Map<String, Value>) -> Result<(), ApiError> {
-        match self.journal.append_after_store_sync(rec).await {
+    /// `append` for the outcome of a request whose store writes are not synced yet
+    /// (`ticket` from `Store::sync_start`): the record waits in the journal's queue until
+    /// they are durable, while the store syncs on its own thread.
+    pub async fn append_after_store_sync(
+        &self,
+        rec: Map<String, Value>,
+        ticket: u64,
+    ) -> Result<(), ApiError> {
+        match self.journal.append_after_store_sync(rec, ticket).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, "change or its audit record not durable: request refused");

@@ -65,7 +65,10 @@ async fn dispatch(
     // store writes of a handler that left them to this point (`defer_store_sync`).
     let deferred = req.extensions().get::<StoreSyncDeferred>().is_some();
     let appended = if deferred {
-        st.audit.append_after_store_sync(rec).await
+        match st.vault.store_sync_start() {
+            Ok(ticket) => st.audit.append_after_store_sync(rec, ticket).await,
+            Err(e) => Err(ApiError::from(e)),
+        }
     } else {
         st.audit.append(rec).await
     };

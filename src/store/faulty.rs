@@ -73,9 +73,13 @@ impl Store for FaultyStore {
         self.w()?;
         self.inner.sync()
     }
-    fn sync_here(&self) -> StoreResult<()> {
+    fn sync_start(&self) -> StoreResult<u64> {
         self.w()?;
-        self.inner.sync_here()
+        self.inner.sync_start()
+    }
+    fn synced(&self, ticket: u64, wait: bool) -> StoreResult<bool> {
+        self.w()?;
+        self.inner.synced(ticket, wait)
     }
 }
 

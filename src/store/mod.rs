@@ -63,10 +63,16 @@ pub trait Store: Send + Sync + 'static {
     /// Make every write that returned before this call durable (fsync). Concurrent callers
     /// share one flush.
     fn sync(&self) -> StoreResult<()>;
-    /// `sync` run by the calling thread itself (for a thread that syncs anyway, like the
-    /// audit writer: no hand-off). The default is `sync`.
-    fn sync_here(&self) -> StoreResult<()> {
-        self.sync()
+    /// Starts making every write that returned before this call durable, without waiting;
+    /// returns a ticket for `synced`. The default syncs at once.
+    fn sync_start(&self) -> StoreResult<u64> {
+        self.sync().map(|()| 0)
+    }
+    /// Whether the writes before `ticket` (from `sync_start`) are durable; with `wait`,
+    /// blocks until they are (then `Ok(true)`). A failed sync is an error.
+    fn synced(&self, ticket: u64, wait: bool) -> StoreResult<bool> {
+        let _ = (ticket, wait);
+        Ok(true)
     }
 }
 

@@ -263,8 +263,12 @@ impl Store for SledStore {
         self.shared.wal.sync()
     }
 
-    fn sync_here(&self) -> StoreResult<()> {
-        self.shared.wal.sync_here()
+    fn sync_start(&self) -> StoreResult<u64> {
+        self.shared.wal.sync_start()
+    }
+
+    fn synced(&self, ticket: u64, wait: bool) -> StoreResult<bool> {
+        self.shared.wal.synced(ticket, wait)
     }
 }
 

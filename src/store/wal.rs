@@ -285,19 +285,24 @@ impl Wal {
         Ok(Some(target))
     }
 
-    /// Makes every record appended before this call durable; blocks until it is. Concurrent
-    /// callers share one `fdatasync` (group commit).
-    pub fn sync(&self) -> StoreResult<()> {
-        let Some(target) = self.request()? else {
-            return Ok(());
-        };
+    /// Asks the sync thread for every record appended so far, without waiting; the
+    /// returned ticket is what `synced` compares with.
+    pub fn sync_start(&self) -> StoreResult<u64> {
+        Ok(self.request()?.unwrap_or(0))
+    }
+
+    /// Whether everything up to `ticket` is durable; with `wait`, blocks until it is.
+    pub fn synced(&self, ticket: u64, wait: bool) -> StoreResult<bool> {
         let mut st = lock(&self.sync.state)?;
         loop {
             if let Some(e) = &st.failed {
                 return Err(StoreError::Io(e.clone()));
             }
-            if st.synced >= target {
-                return Ok(());
+            if st.synced >= ticket {
+                return Ok(true);
+            }
+            if !wait {
+                return Ok(false);
             }
             if st.stop {
                 return Err(StoreError::Closed);
@@ -306,30 +311,11 @@ impl Wal {
         }
     }
 
-    /// `sync` done by the calling thread: one `fdatasync` of everything written so far,
-    /// published to the other waiters as the sync thread would.
-    pub fn sync_here(&self) -> StoreResult<()> {
-        let (file, upto, broken) = {
-            let t = self.order()?;
-            (t.file.clone(), t.written, t.broken.clone())
-        };
-        {
-            let st = lock(&self.sync.state)?;
-            if let Some(e) = &st.failed {
-                return Err(StoreError::Io(e.clone()));
-            }
-            if st.synced >= upto {
-                return Ok(());
-            }
-        }
-        let res = match broken {
-            Some(e) => Err(e),
-            None => file
-                .sync_data()
-                .map_err(|e| format!("syncing the write-ahead log: {e}")),
-        };
-        publish(&self.sync, upto, res.clone());
-        res.map_err(StoreError::Io)
+    /// Makes every record appended before this call durable; blocks until it is. Concurrent
+    /// callers share one `fdatasync` (group commit).
+    pub fn sync(&self) -> StoreResult<()> {
+        let ticket = self.sync_start()?;
+        self.synced(ticket, true).map(|_| ())
     }
 
     /// Closes the open segment (synced) and opens the next one. Returns the number of the
