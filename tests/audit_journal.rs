@@ -916,6 +916,9 @@ impl Store for GatedStore {
     fn keys_with_prefix(&self, p: &[u8]) -> arca::store::StoreResult<Vec<Vec<u8>>> {
         self.inner.keys_with_prefix(p)
     }
+    fn keys_in_range(&self, s: &[u8], e: &[u8]) -> arca::store::StoreResult<Vec<Vec<u8>>> {
+        self.inner.keys_in_range(s, e)
+    }
     fn cas(&self, k: &[u8], e: Option<&[u8]>, n: Option<&[u8]>) -> arca::store::StoreResult<bool> {
         self.inner.cas(k, e, n)
     }

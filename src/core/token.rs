@@ -822,7 +822,9 @@ impl Vault {
         let kr = self.keyring()?;
         let now = self.now();
         let mut n = 0;
-        for k in self.store.keys_with_prefix(EXP.as_bytes())? {
+        // The expiry index up to now only: keys are `<EXP><20-digit unix secs>/...`.
+        let upto = format!("{EXP}{:020}", now.timestamp().max(0) + 1);
+        for k in self.store.keys_in_range(EXP.as_bytes(), upto.as_bytes())? {
             let rest = String::from_utf8_lossy(&k[EXP.len()..]).into_owned();
             let Some((secs, acc)) = rest.split_once('/') else {
                 continue;

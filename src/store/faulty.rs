@@ -61,6 +61,10 @@ impl Store for FaultyStore {
         self.r()?;
         self.inner.keys_with_prefix(prefix)
     }
+    fn keys_in_range(&self, start: &[u8], end: &[u8]) -> StoreResult<Vec<Vec<u8>>> {
+        self.r()?;
+        self.inner.keys_in_range(start, end)
+    }
     fn cas(&self, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> StoreResult<bool> {
         self.w()?;
         self.inner.cas(key, expected, new)

@@ -55,6 +55,8 @@ pub trait Store: Send + Sync + 'static {
     fn scan_prefix(&self, prefix: &[u8]) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Keys only (cheaper than `scan_prefix` for listings), in key order.
     fn keys_with_prefix(&self, prefix: &[u8]) -> StoreResult<Vec<Vec<u8>>>;
+    /// Keys in `[start, end)`, in key order (an index read up to a bound, without the rest).
+    fn keys_in_range(&self, start: &[u8], end: &[u8]) -> StoreResult<Vec<Vec<u8>>>;
     /// Compare-and-swap: set `key` to `new` only if its current value equals `expected`
     /// (`None` = absent). Returns `Ok(false)` when the comparison failed.
     fn cas(&self, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> StoreResult<bool>;
@@ -112,6 +114,12 @@ pub mod conformance {
             vec![b"p/a".to_vec(), b"p/b".to_vec()]
         );
         assert!(s.scan_prefix(b"zz").unwrap().is_empty());
+        assert_eq!(
+            s.keys_in_range(b"p/", b"p/b").unwrap(),
+            vec![b"p/a".to_vec()]
+        );
+        assert_eq!(s.keys_in_range(b"p/", b"q/a").unwrap().len(), 2);
+        assert!(s.keys_in_range(b"p/b", b"p/a").unwrap().is_empty());
 
         assert!(s.cas(b"c", None, Some(b"1")).unwrap());
         assert!(!s.cas(b"c", None, Some(b"2")).unwrap());

@@ -236,6 +236,19 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn keys_in_range(&self, start: &[u8], end: &[u8]) -> StoreResult<Vec<Vec<u8>>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let _v = self.read_view()?;
+        self.shared
+            .db
+            .range(start..end)
+            .keys()
+            .map(|r| r.map(|k| k.to_vec()).map_err(io))
+            .collect()
+    }
+
     fn cas(&self, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> StoreResult<bool> {
         // Compared and logged under the order lock: the log records what was written.
         let mut tail = self.shared.wal.order()?;
