@@ -693,3 +693,130 @@ fn vault_environment_fallback() {
     );
     out.ok();
 }
+
+/// `arca run`: the command gets the secrets as variables (and not the token), keeps its exit
+/// code; clashes, missing secrets, denied reads and a missing command fail before anything runs.
+#[test]
+fn run_exports_secrets_to_the_command() {
+    let s = TestServer::spawn_dev();
+    s.run(&[
+        "kv",
+        "put",
+        "secret/db/prod",
+        "username=app",
+        "password=p@ss w=1",
+    ])
+    .ok();
+    s.run(&["kv", "put", "secret/api/stripe", "key=sk_live_1", "user=x"])
+        .ok();
+    let out = s.run(&[
+        "run",
+        "--secret",
+        "DB=secret/db/prod",
+        "--secret",
+        "STRIPE=secret/api/stripe",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s|%s|%s|%s|%s' \"$DB_USERNAME\" \"$DB_PASSWORD\" \"$STRIPE_KEY\" \"${ARCA_TOKEN:-none}\" \"$STRIPE_USER\"; exit 7",
+    ]);
+    out.expect_code(7);
+    assert_eq!(out.stdout, "app|p@ss w=1|sk_live_1|none|x");
+    assert_no_token(&out, &s.token);
+
+    // Without a prefix, `key` is KEY, which the environment has: refused (or --override).
+    let out = run_cmd(
+        s.cli()
+            .env("KEY", "preset")
+            .args(["run", "--secret", "secret/api/stripe", "--", "true"]),
+        None,
+    );
+    out.expect_code(2);
+    assert!(out.stderr.contains("KEY"), "{out:#?}");
+    assert!(!out.stderr.contains("sk_live_1"), "{out:#?}");
+    let out = run_cmd(
+        s.cli().env("KEY", "preset").args([
+            "run",
+            "--override",
+            "--secret",
+            "secret/api/stripe",
+            "--",
+            "sh",
+            "-c",
+            "printf %s \"$KEY\"",
+        ]),
+        None,
+    );
+    out.ok();
+    assert_eq!(out.stdout, "sk_live_1");
+    // Two secrets giving the same variable: refused, nothing runs.
+    s.run(&["kv", "put", "secret/db/other", "username=b"]).ok();
+    let out = s.run(&[
+        "run",
+        "-s",
+        "secret/db/prod",
+        "-s",
+        "secret/db/other",
+        "--",
+        "sh",
+        "-c",
+        "echo ran",
+    ]);
+    out.expect_code(2);
+    assert!(!out.stdout.contains("ran"));
+    // A missing secret is "not found" (2); a token without read is refused (1).
+    let out = s.run(&["run", "-s", "X=secret/nope", "--", "true"]);
+    out.expect_code(2);
+    s.run(&["kv", "put", "secret/other/x", "a=b"]).ok();
+    let c = s.client();
+    let r = c
+        .request(
+            "PUT",
+            "/v1/sys/policies/acl/db-only",
+            Some(&json!({"policy": "path \"secret/data/db/*\" { capabilities = [\"read\"] }"})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 204);
+    let t = c
+        .request(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&json!({"policies": ["db-only"]})),
+        )
+        .unwrap();
+    let job = t.json().unwrap()["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = run_cmd(
+        Command::new(ARCA)
+            .env("ARCA_ADDR", &s.addr)
+            .env("ARCA_TOKEN", &job)
+            .args(["run", "-s", "X=secret/other/x", "--", "true"]),
+        None,
+    );
+    out.expect_code(1);
+    assert!(out.stderr.contains("permission denied"), "{out:#?}");
+    let out = run_cmd(
+        Command::new(ARCA)
+            .env("ARCA_ADDR", &s.addr)
+            .env("ARCA_TOKEN", &job)
+            .args([
+                "run",
+                "-s",
+                "X=secret/db/prod",
+                "--",
+                "sh",
+                "-c",
+                "printf %s \"$X_USERNAME\"",
+            ]),
+        None,
+    );
+    out.ok();
+    assert_eq!(out.stdout, "app");
+    // A command that does not exist: 127, as a shell says.
+    let out = s.run(&["run", "-s", "X=secret/db/prod", "--", "/nonexistent/cmd"]);
+    out.expect_code(127);
+    // No command at all is a usage error.
+    s.run(&["run", "-s", "X=secret/db/prod"]).expect_code(2);
+}

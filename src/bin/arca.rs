@@ -23,6 +23,8 @@ enum Command {
     Server(arca::server::ServerArgs),
     /// Read and write secrets in a KV v2 mount
     Kv(arca::cli::KvArgs),
+    /// Run a command with secrets in its environment: arca run --secret DB=secret/db/prod -- CMD
+    Run(arca::cli::run::RunArgs),
     /// Operate the server: init, unseal, seal, status, key rotation
     Operator(arca::cli::OperatorArgs),
     /// Create, look up, renew and revoke tokens; show a token's capabilities
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Kv(args) => arca::cli::run_kv(args),
+        Command::Run(args) => arca::cli::run::run(args),
         Command::Operator(args) => arca::cli::run_operator(args),
         Command::Token(args) => arca::cli::run_token(args),
         Command::Policy(args) => arca::cli::run_policy(args),

@@ -19,6 +19,7 @@ pub mod output;
 pub mod policy;
 pub mod role;
 pub mod rotate;
+pub mod run;
 pub mod token;
 
 pub use kv::{KvArgs, KvCommand, KvMetadataCommand};
@@ -32,7 +33,7 @@ pub use token::{TokenArgs, TokenCommand};
 pub const LONG_ABOUT: &str = "\
 A self-hosted secrets vault with a Vault-compatible HTTP API.
 
-`arca server` runs the server. The client commands (kv, operator, token, policy, role, login) talk to the server at --address (env ARCA_ADDR, then \
+`arca server` runs the server. The client commands (kv, run, operator, token, policy, role, login, rotate, audit) talk to the server at --address (env ARCA_ADDR, then \
 VAULT_ADDR; default http://127.0.0.1:8200) and authenticate with the token in the environment \
 variable ARCA_TOKEN (or VAULT_TOKEN). There is deliberately no --token flag: command lines are \
 visible to every user of the machine (ps, /proc). For the same reason every command that takes \
