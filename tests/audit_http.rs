@@ -801,3 +801,53 @@ fn a_sealed_server_with_pending_records_stays_idle() {
         "an idle sealed server used {used} CPU ticks in 3 s"
     );
 }
+
+/// The store's write-ahead log on a full disk: a write fails (5xx) and changes nothing,
+/// reads go on; once there is room again, writes work without a restart, and what was
+/// acknowledged is there after one.
+#[test]
+fn a_full_store_log_disk_refuses_writes_then_recovers() {
+    let data = temp();
+    let wal = data.path().join("store").join("arca-wal");
+    let _mnt = mount_tmpfs(&wal, "1m");
+    let mut srv = TestServer::spawn_dev_in(data);
+    let c = srv.client();
+    let put = |v: &str| {
+        c.request(
+            "PUT",
+            "/v1/secret/data/db/prod",
+            Some(&json!({"data": {"password": v}})),
+        )
+        .unwrap()
+    };
+    assert_eq!(put("VALUE-before").status, 200);
+    let filler = wal.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    for _ in 0..3 {
+        let r = put("VALUE-during");
+        assert!(r.status >= 500, "{} {}", r.status, r.body);
+        assert!(!r.body.contains("VALUE-during"));
+    }
+    let r = c.request("GET", "/v1/secret/data/db/prod", None).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(body(&r)["data"]["data"]["password"], "VALUE-before");
+    assert_eq!(body(&r)["data"]["metadata"]["version"], 1);
+
+    std::fs::remove_file(&filler).unwrap();
+    let r = put("VALUE-after");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(body(&r)["data"]["version"], 2);
+    sigterm(&mut srv);
+    let srv = TestServer::spawn_dev_in(srv.into_data_dir());
+    let r = srv
+        .client()
+        .request("GET", "/v1/secret/data/db/prod", None)
+        .unwrap();
+    assert_eq!(body(&r)["data"]["data"]["password"], "VALUE-after");
+    assert_eq!(body(&r)["data"]["metadata"]["version"], 2);
+}

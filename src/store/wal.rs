@@ -207,8 +207,9 @@ struct SyncShared {
 }
 
 impl Tail {
-    /// Appends one record. Fails (and stays failed) if the write did not complete: a torn
-    /// record in the middle of the log would end every later replay there.
+    /// Appends one record. If the write does not complete (a full disk), what it wrote is
+    /// cut off again, so the next record follows the last whole one; if even that fails,
+    /// the log stays failed (a torn record in the middle would end every later replay).
     pub fn append(&mut self, ops: &[Op]) -> StoreResult<()> {
         if let Some(e) = &self.broken {
             return Err(StoreError::Io(e.clone()));
@@ -216,7 +217,9 @@ impl Tail {
         let rec = encode(ops);
         if let Err(e) = (&*self.file).write_all(&rec) {
             let msg = format!("writing the write-ahead log: {e}");
-            self.broken = Some(msg.clone());
+            if let Err(e2) = self.file.set_len(self.seg_bytes) {
+                self.broken = Some(format!("{msg}; cutting off the partial record: {e2}"));
+            }
             return Err(StoreError::Io(msg));
         }
         self.written += rec.len() as u64;
