@@ -98,6 +98,8 @@ if [ -z "${SKIP_PYTHON:-}" ]; then
   run venv setup_venv || py_ready=""
   if [ -z "${ARCA_BIN:-}" ]; then
     run build cargo build "${LOCKED[@]}" --bin arca || py_ready=""
+    # the tests find target/debug/arca by themselves; elsewhere, tell them
+    [ -n "${CARGO_TARGET_DIR:-}" ] && export ARCA_BIN="$CARGO_TARGET_DIR/debug/arca"
   elif [ ! -x "$ARCA_BIN" ]; then
     echo "ARCA_BIN=$ARCA_BIN is not executable" >&2
     FAILED+=(build)
