@@ -511,7 +511,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "" || b == "" || a == "NA" ||
     [ -z "$a$b" ] && continue
     printf '%-10s %12s %12s %8s\n' "$n" "${a:--}" "${b:--}" "$(ratio "$a" "$b")"
   done
-  echo "(arca: sled on disk in a temp dir, flushed before each write answers; OpenBao A: in-memory storage)"
+  echo "(arca: sled on disk in a temp dir, every write fdatasynced in its write-ahead log before it answers; OpenBao A: in-memory storage)"
 
   echo
   echo "== reads with the audit log on: arca (journal always on, every record fdatasync'd before the"
