@@ -287,13 +287,28 @@ impl Vault {
         data: &Map<String, Value>,
         cas: Option<u64>,
     ) -> Result<VersionInfo> {
+        let info = self.kv_write_unsynced(mount, path, data, cas)?;
+        self.store.sync()?;
+        Ok(info)
+    }
+
+    /// `kv_write` without the final sync: the caller syncs the store before it
+    /// acknowledges the write (the HTTP layer leaves it to the outcome record).
+    pub fn kv_write_unsynced(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &Map<String, Value>,
+        cas: Option<u64>,
+    ) -> Result<VersionInfo> {
         validate_key_path(path)?;
         let guard = self.kv_lock(mount, path);
         let existing = self.load_meta(mount, path)?;
         self.kv_write_locked(mount, path, existing, data, cas, guard, Vec::new())
     }
 
-    /// `extra`: more ops for the same atomic batch (rotation promotion).
+    /// `extra`: more ops for the same atomic batch (rotation promotion). Not synced: the
+    /// caller syncs.
     #[allow(clippy::too_many_arguments)] // private; one call site per writer kind
     fn kv_write_locked(
         &self,
@@ -380,7 +395,6 @@ impl Vault {
         ops.extend(extra);
         self.store.batch(ops)?;
         drop(guard);
-        self.store.sync()?;
         meta.info(version)
             .ok_or_else(|| internal("written version missing"))
     }
@@ -405,7 +419,9 @@ impl Vault {
         let Value::Object(m) = merged else {
             return Err(internal("merge produced a non-object"));
         };
-        self.kv_write_locked(mount, path, Some(meta), &m, cas, guard, Vec::new())
+        let info = self.kv_write_locked(mount, path, Some(meta), &m, cas, guard, Vec::new())?;
+        self.store.sync()?;
+        Ok(info)
     }
 
     fn kv_read_version_locked(
@@ -634,7 +650,10 @@ impl Vault {
         let data = build(current)?;
         let cur_version = existing.as_ref().map(|m| m.current_version).unwrap_or(0);
         let ops = extra(cur_version + 1)?;
-        self.kv_write_locked(mount, path, existing, &data, Some(cur_version), guard, ops)
+        let info =
+            self.kv_write_locked(mount, path, existing, &data, Some(cur_version), guard, ops)?;
+        self.store.sync()?;
+        Ok(info)
     }
 }
 

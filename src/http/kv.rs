@@ -119,7 +119,11 @@ async fn data(
             let body = json_body(req, payload, st).await?;
             let data = data_field(&body)?;
             let cas = options_cas(&body)?;
-            let info = blocking(move || vault.kv_write(mount, &path, &data, cas)).await?;
+            // No blocking I/O here: the new version is synced with the outcome record,
+            // before the response acknowledges it.
+            let info = vault.kv_write_unsynced(mount, &path, &data, cas);
+            super::defer_store_sync(req);
+            let info = info?;
             {
                 req.extensions_mut().insert(AuditVersion(info.version));
                 Ok(response::ok(json!(info)))

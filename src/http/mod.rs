@@ -91,8 +91,9 @@ async fn dispatch(
 /// with the outcome record, before the response leaves (see `Audit::append_after_store_sync`).
 struct StoreSyncDeferred;
 
-/// Leaves the sync of this request's store writes to the outcome record. Only for writes
-/// whose effect nobody can use before the response (a new token, unknown until then).
+/// Leaves the sync of this request's store writes to the outcome record: the response
+/// still acknowledges nothing that is not durable. (Other requests may see the writes
+/// before they are durable, as with any store write between its apply and its sync.)
 pub(crate) fn defer_store_sync(req: &HttpRequest) {
     req.extensions_mut().insert(StoreSyncDeferred);
 }
