@@ -48,14 +48,23 @@ impl SledStore {
             .open()
             .map_err(io)?;
         let wal_dir = dir.join(WAL_DIR);
-        std::fs::create_dir_all(&wal_dir)
-            .map_err(|e| StoreError::Io(format!("creating the write-ahead log directory: {e}")))?;
         let existing = wal::segments(&wal_dir)?;
         let mut replayed = 0usize;
-        for n in &existing {
-            let data = std::fs::read(wal::segment_path(&wal_dir, *n))
+        for (i, n) in existing.iter().enumerate() {
+            let path = wal::segment_path(&wal_dir, *n);
+            let data = std::fs::read(&path)
                 .map_err(|e| StoreError::Io(format!("reading the write-ahead log: {e}")))?;
             let (records, clean) = wal::decode_segment(&data);
+            // Only the open segment can end in a torn record: older ones were synced whole
+            // before the next one took writes. Dropping what follows a bad record there
+            // would drop acknowledged writes, so that refuses to start instead.
+            if !clean && i + 1 < existing.len() {
+                return Err(StoreError::Io(format!(
+                    "write-ahead log segment {} is damaged before its end (not a torn last write); \
+                     refusing to start without the writes after it",
+                    path.display()
+                )));
+            }
             for ops in records {
                 apply(&db, ops)?;
                 replayed += 1;
@@ -65,7 +74,6 @@ impl SledStore {
                     segment = n,
                     "the write-ahead log ends in an incomplete record (a write that was never acknowledged); it is dropped"
                 );
-                break;
             }
         }
         if replayed > 0 {
@@ -110,17 +118,29 @@ impl SledStore {
         self.shared.view.read().map_err(|_| StoreError::Closed)
     }
 
-    /// Logs `ops` and applies them, in log order.
+    /// Logs `ops` and applies them, in log order. A batch is applied under the `view` lock.
     fn write(&self, ops: Vec<Op>) -> StoreResult<()> {
         let mut tail = self.shared.wal.order()?;
         tail.append(&ops)?;
-        if ops.len() > 1 {
-            let _excl = self.shared.view.write().map_err(|_| StoreError::Closed)?;
-            apply(&self.shared.db, ops)
+        let _excl = if ops.len() > 1 {
+            Some(self.shared.view.write().map_err(|_| StoreError::Closed)?)
         } else {
-            apply(&self.shared.db, ops)
-        }
+            None
+        };
+        apply_logged(&self.shared.db, &mut tail, ops)
     }
+}
+
+/// `apply` for ops already in the log: if sled fails, the log is ahead of sled, so the log
+/// refuses further writes until a restart replays it.
+fn apply_logged(db: &sled::Db, tail: &mut wal::Tail, ops: Vec<Op>) -> StoreResult<()> {
+    let res = apply(db, ops);
+    if let Err(e) = &res {
+        tail.fail(format!(
+            "the store failed after the write-ahead log took a write ({e}); restart to replay it"
+        ));
+    }
+    res
 }
 
 /// Applies ops to sled one by one (not as a sled batch: the log makes them atomic).
@@ -261,7 +281,7 @@ impl Store for SledStore {
             None => Op::Delete(key.to_vec()),
         };
         tail.append(std::slice::from_ref(&op))?;
-        apply(&self.shared.db, vec![op])?;
+        apply_logged(&self.shared.db, &mut tail, vec![op])?;
         Ok(true)
     }
 
@@ -413,5 +433,35 @@ mod tests {
         drop(s);
         let r = SledStore::open(dir.path(), 8 << 20).unwrap();
         assert_eq!(r.keys_with_prefix(b"").unwrap().len(), 50);
+    }
+
+    #[test]
+    fn a_damaged_older_segment_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let crash = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("s"), 8 << 20).unwrap();
+        s.put(b"k1", b"v1").unwrap();
+        // close the first segment without folding it into sled (what a crash mid-checkpoint
+        // leaves): rotate only
+        {
+            let mut tail = s.shared.wal.order().unwrap();
+            s.shared.wal.rotate(&mut tail).unwrap();
+        }
+        s.put(b"k2", b"v2").unwrap();
+        s.sync().unwrap();
+        copy_dir(&dir.path().join("s"), &crash.path().join("s"));
+        drop(s);
+        let wal_dir = crash.path().join("s").join(WAL_DIR);
+        let first = wal::segment_path(&wal_dir, wal::segments(&wal_dir).unwrap()[0]);
+        let mut data = std::fs::read(&first).unwrap();
+        let last = data.len() - 1;
+        data[last] ^= 1;
+        std::fs::write(&first, &data).unwrap();
+        let err = SledStore::open(&crash.path().join("s"), 8 << 20)
+            .err()
+            .expect("a damaged older segment must not open");
+        assert!(err.to_string().contains("damaged"), "{err}");
+        // and nothing was deleted: both segments are still there to be looked at
+        assert_eq!(wal::segments(&wal_dir).unwrap().len(), 2);
     }
 }

@@ -139,10 +139,15 @@ fn segment_name(n: u64) -> String {
     format!("{n:016x}.wal")
 }
 
-/// Segment numbers present in `dir`, ascending.
+/// Segment numbers present in `dir`, ascending (none if `dir` does not exist yet).
 pub fn segments(dir: &Path) -> StoreResult<Vec<u64>> {
     let mut out = Vec::new();
-    for e in fs::read_dir(dir).map_err(|e| io("listing the write-ahead log", e))? {
+    let entries = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io("listing the write-ahead log", e)),
+    };
+    for e in entries {
         let e = e.map_err(|e| io("listing the write-ahead log", e))?;
         let name = e.file_name();
         let name = name.to_string_lossy();
@@ -183,7 +188,8 @@ pub struct Tail {
     written: u64,
     /// Bytes in the open segment.
     seg_bytes: u64,
-    /// A failed write may have left part of a record: nothing more is written after it.
+    /// Set when the log and sled may disagree (a partial record that could not be cut off,
+    /// or a logged write sled failed to apply): nothing more is written until a restart.
     broken: Option<String>,
 }
 
@@ -229,6 +235,12 @@ impl Tail {
 
     pub fn seg_bytes(&self) -> u64 {
         self.seg_bytes
+    }
+
+    /// Refuses every later write: the log holds a record the store could not apply, so
+    /// only a restart (which replays it) brings the two back together.
+    pub fn fail(&mut self, why: String) {
+        self.broken.get_or_insert(why);
     }
 }
 
