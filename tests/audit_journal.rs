@@ -931,13 +931,14 @@ impl Store for GatedStore {
     fn sync_start(&self) -> arca::store::StoreResult<u64> {
         Ok(1)
     }
-    fn synced(&self, _ticket: u64, wait: bool) -> arca::store::StoreResult<bool> {
+    fn synced(&self, _ticket: u64, wait: Duration) -> arca::store::StoreResult<bool> {
         use std::sync::atomic::Ordering;
+        let deadline = Instant::now() + wait;
         loop {
             match self.gate.load(Ordering::SeqCst) {
                 1 => return Ok(true),
                 2 => return Err(arca::store::StoreError::Io("injected sync failure".into())),
-                _ if !wait => return Ok(false),
+                _ if Instant::now() >= deadline => return Ok(false),
                 _ => std::thread::sleep(Duration::from_millis(2)),
             }
         }

@@ -25,6 +25,9 @@ use super::walker::{WalkOptions, Walker};
 use super::{AuditError, JournalConfig, HEAD_KEY, RESERVED_TYPES};
 use crate::store::Store;
 
+/// How long the writer waits for the store when every queued record waits for it.
+const STORE_SYNC_WAIT: Duration = Duration::from_millis(5);
+
 /// Most records written in one batch (one `fdatasync`).
 const MAX_BATCH: usize = 4096;
 /// Slack added to a checkpoint's promise beyond `checkpoint_every + MAX_BATCH`.
@@ -490,13 +493,18 @@ impl Writer {
             return Vec::new();
         };
         if wait {
-            // Nothing else to write: waiting for the store costs nobody anything.
-            let _ = self.head_store.synced(oldest, true);
+            // Nothing else to write: wait a little for the store (one fsync is well under
+            // this), then go round again, so records arriving meanwhile, a key change or a
+            // shutdown are not held up by a slow or stuck store disk.
+            let _ = self.head_store.synced(oldest, STORE_SYNC_WAIT);
         }
         let mut held = Vec::new();
         let mut ready = Vec::with_capacity(live.len());
         for e in live.drain(..) {
-            match e.after_store_sync.map(|t| self.head_store.synced(t, false)) {
+            match e
+                .after_store_sync
+                .map(|t| self.head_store.synced(t, Duration::ZERO))
+            {
                 None | Some(Ok(true)) => ready.push(e),
                 Some(Ok(false)) => held.push(e),
                 Some(Err(err)) => {
@@ -639,10 +647,13 @@ impl Writer {
                 (entries, q.shutdown && q.entries.is_empty())
             };
             let held = self.write_entries(entries);
+            let mut stop = stop;
             if !held.is_empty() {
-                // Back at the front, ahead of newer records: written once their store sync is.
+                // Back at the front, ahead of newer records: written once their store sync is
+                // (or dropped once their waiters give up). A shutdown waits for them too.
                 let mut q = lock(&self.shared.queue);
                 q.entries.splice(0..0, held);
+                stop = false;
             }
             self.maintain();
             if stop {

@@ -34,6 +34,16 @@ pub struct Audit {
     keyed: AtomicBool,
 }
 
+/// Raised when the outcome of a change whose store writes were left to it (see
+/// `append_after_store_sync`) cannot be made durable: the change was made, but whether it
+/// survives is not known, and the journal has its intent record only.
+pub fn outcome_unknown() -> ApiError {
+    ApiError::status(
+        503,
+        "the change was made but could not be confirmed durable or recorded: it may or may not be in effect",
+    )
+}
+
 /// Raised when a record cannot be made durable: the request gets 503.
 pub fn unavailable() -> ApiError {
     ApiError::status(
@@ -121,8 +131,8 @@ impl Audit {
         match self.journal.append_after_store_sync(rec, ticket).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                tracing::error!(error = %e, "change or its audit record not durable: request refused");
-                Err(unavailable())
+                tracing::error!(error = %e, "change or its audit outcome not durable");
+                Err(outcome_unknown())
             }
         }
     }

@@ -67,7 +67,10 @@ async fn dispatch(
     let appended = if deferred {
         match st.vault.store_sync_start() {
             Ok(ticket) => st.audit.append_after_store_sync(rec, ticket).await,
-            Err(e) => Err(ApiError::from(e)),
+            Err(e) => {
+                tracing::error!(error = %e, "the store cannot sync a change");
+                Err(audit::outcome_unknown())
+            }
         }
     } else {
         st.audit.append(rec).await

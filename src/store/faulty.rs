@@ -81,7 +81,7 @@ impl Store for FaultyStore {
         self.w()?;
         self.inner.sync_start()
     }
-    fn synced(&self, ticket: u64, wait: bool) -> StoreResult<bool> {
+    fn synced(&self, ticket: u64, wait: std::time::Duration) -> StoreResult<bool> {
         self.w()?;
         self.inner.synced(ticket, wait)
     }

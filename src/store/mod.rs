@@ -70,9 +70,9 @@ pub trait Store: Send + Sync + 'static {
     fn sync_start(&self) -> StoreResult<u64> {
         self.sync().map(|()| 0)
     }
-    /// Whether the writes before `ticket` (from `sync_start`) are durable; with `wait`,
-    /// blocks until they are (then `Ok(true)`). A failed sync is an error.
-    fn synced(&self, ticket: u64, wait: bool) -> StoreResult<bool> {
+    /// Whether the writes before `ticket` (from `sync_start`) are durable, waiting up to
+    /// `wait` for them (zero: no wait). A failed sync is an error.
+    fn synced(&self, ticket: u64, wait: std::time::Duration) -> StoreResult<bool> {
         let _ = (ticket, wait);
         Ok(true)
     }

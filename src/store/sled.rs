@@ -50,30 +50,48 @@ impl SledStore {
         let wal_dir = dir.join(WAL_DIR);
         let existing = wal::segments(&wal_dir)?;
         let mut replayed = 0usize;
+        let read = |n: u64| {
+            std::fs::read(wal::segment_path(&wal_dir, n))
+                .map_err(|e| StoreError::Io(format!("reading the write-ahead log: {e}")))
+        };
         for (i, n) in existing.iter().enumerate() {
             let path = wal::segment_path(&wal_dir, *n);
-            let data = std::fs::read(&path)
-                .map_err(|e| StoreError::Io(format!("reading the write-ahead log: {e}")))?;
-            let (records, clean) = wal::decode_segment(&data);
-            // Only the open segment can end in a torn record: older ones were synced whole
-            // before the next one took writes. Dropping what follows a bad record there
-            // would drop acknowledged writes, so that refuses to start instead.
-            if !clean && i + 1 < existing.len() {
-                return Err(StoreError::Io(format!(
-                    "write-ahead log segment {} is damaged before its end (not a torn last write); \
-                     refusing to start without the writes after it",
-                    path.display()
-                )));
-            }
-            for ops in records {
-                apply(&db, ops)?;
-                replayed += 1;
-            }
-            if !clean {
+            let data = read(*n)?;
+            let (records, valid) = wal::decode_prefix(&data);
+            if valid < data.len() {
+                // Only the last written segment can end in a torn record: older ones were
+                // synced whole before the next one took writes (a later segment may exist
+                // but be empty, if a start was cut short). Dropping what follows a bad record
+                // in the middle would drop acknowledged writes: refuse to start instead.
+                for later in &existing[i + 1..] {
+                    if !read(*later)?.is_empty() {
+                        return Err(StoreError::Io(format!(
+                            "write-ahead log segment {} is damaged before its end (not a torn \
+                             last write); refusing to start without the writes after it",
+                            path.display()
+                        )));
+                    }
+                }
                 tracing::warn!(
                     segment = n,
                     "the write-ahead log ends in an incomplete record (a write that was never acknowledged); it is dropped"
                 );
+                // Cut it off now, so a crash before the log is folded into sled cannot
+                // leave it in the middle of the log.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| {
+                        f.set_len(valid as u64)?;
+                        f.sync_all()
+                    })
+                    .map_err(|e| {
+                        StoreError::Io(format!("cutting the torn end off the write-ahead log: {e}"))
+                    })?;
+            }
+            for ops in records {
+                apply(&db, ops)?;
+                replayed += 1;
             }
         }
         if replayed > 0 {
@@ -163,6 +181,10 @@ impl Shared {
         let _one = self.checkpointing.lock().map_err(|_| StoreError::Closed)?;
         let closed = {
             let mut tail = self.wal.order()?;
+            if let Some(e) = tail.broken() {
+                // The log may hold what sled lacks: keep every segment for the replay.
+                return Err(StoreError::Io(e.to_string()));
+            }
             if tail.seg_bytes() == 0 {
                 return Ok(());
             }
@@ -300,7 +322,7 @@ impl Store for SledStore {
         self.shared.wal.sync_start()
     }
 
-    fn synced(&self, ticket: u64, wait: bool) -> StoreResult<bool> {
+    fn synced(&self, ticket: u64, wait: std::time::Duration) -> StoreResult<bool> {
         self.shared.wal.synced(ticket, wait)
     }
 }
@@ -463,5 +485,27 @@ mod tests {
         assert!(err.to_string().contains("damaged"), "{err}");
         // and nothing was deleted: both segments are still there to be looked at
         assert_eq!(wal::segments(&wal_dir).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_torn_segment_followed_by_an_empty_one_opens() {
+        // What a start cut short after a crash leaves: segment k torn, k+1 created empty.
+        let dir = tempfile::tempdir().unwrap();
+        let crash = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("s"), 8 << 20).unwrap();
+        s.put(b"k1", b"v1").unwrap();
+        s.put(b"k2", b"v2").unwrap();
+        s.sync().unwrap();
+        copy_dir(&dir.path().join("s"), &crash.path().join("s"));
+        drop(s);
+        let wal_dir = crash.path().join("s").join(WAL_DIR);
+        let last = *wal::segments(&wal_dir).unwrap().last().unwrap();
+        let seg = wal::segment_path(&wal_dir, last);
+        let data = std::fs::read(&seg).unwrap();
+        std::fs::write(&seg, &data[..data.len() - 3]).unwrap();
+        std::fs::write(wal::segment_path(&wal_dir, last + 1), b"").unwrap();
+        let r = SledStore::open(&crash.path().join("s"), 8 << 20).unwrap();
+        assert_eq!(r.get(b"k1").unwrap().as_deref(), Some(&b"v1"[..]));
+        assert_eq!(r.get(b"k2").unwrap(), None);
     }
 }

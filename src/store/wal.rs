@@ -111,28 +111,35 @@ fn decode_payload(mut p: &[u8]) -> Option<Vec<Op>> {
 
 /// Splits a segment into its complete records; the second value is false when the segment
 /// ends in a torn or corrupt record (everything from there on is ignored).
-pub fn decode_segment(mut data: &[u8]) -> (Vec<Vec<Op>>, bool) {
+pub fn decode_segment(data: &[u8]) -> (Vec<Vec<Op>>, bool) {
+    let (out, valid) = decode_prefix(data);
+    (out, valid == data.len())
+}
+
+/// The complete records at the start of a segment, and how many bytes they take.
+pub fn decode_prefix(all: &[u8]) -> (Vec<Vec<Op>>, usize) {
     let mut out = Vec::new();
+    let mut data = all;
     while !data.is_empty() {
         if data.len() < HEADER {
-            return (out, false);
+            break;
         }
         let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
         let crc = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
         if len > MAX_RECORD || data.len() < HEADER + len {
-            return (out, false);
+            break;
         }
         let payload = &data[HEADER..HEADER + len];
         if crc32fast::hash(payload) != crc {
-            return (out, false);
+            break;
         }
         match decode_payload(payload) {
             Some(ops) => out.push(ops),
-            None => return (out, false),
+            None => break,
         }
         data = &data[HEADER + len..];
     }
-    (out, true)
+    (out, all.len() - data.len())
 }
 
 fn segment_name(n: u64) -> String {
@@ -221,6 +228,12 @@ impl Tail {
             return Err(StoreError::Io(e.clone()));
         }
         let rec = encode(ops);
+        if rec.len() - HEADER > MAX_RECORD {
+            return Err(StoreError::Io(format!(
+                "a write of {} bytes is larger than the write-ahead log takes ({MAX_RECORD})",
+                rec.len()
+            )));
+        }
         if let Err(e) = (&*self.file).write_all(&rec) {
             let msg = format!("writing the write-ahead log: {e}");
             if let Err(e2) = self.file.set_len(self.seg_bytes) {
@@ -235,6 +248,11 @@ impl Tail {
 
     pub fn seg_bytes(&self) -> u64 {
         self.seg_bytes
+    }
+
+    /// Why the log refuses writes, if it does.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
     }
 
     /// Refuses every later write: the log holds a record the store could not apply, so
@@ -306,8 +324,14 @@ impl Wal {
         Ok(self.request()?.unwrap_or(0))
     }
 
-    /// Whether everything up to `ticket` is durable; with `wait`, blocks until it is.
-    pub fn synced(&self, ticket: u64, wait: bool) -> StoreResult<bool> {
+    /// Whether everything up to `ticket` is durable; waits up to `wait` for it.
+    pub fn synced(&self, ticket: u64, wait: std::time::Duration) -> StoreResult<bool> {
+        self.wait_synced(ticket, Some(std::time::Instant::now() + wait))
+    }
+
+    /// Waits until `ticket` is durable (`Ok(true)`), the log fails, or `deadline` passes
+    /// (`Ok(false)`; `None`: no deadline).
+    fn wait_synced(&self, ticket: u64, deadline: Option<std::time::Instant>) -> StoreResult<bool> {
         let mut st = lock(&self.sync.state)?;
         loop {
             if let Some(e) = &st.failed {
@@ -316,13 +340,23 @@ impl Wal {
             if st.synced >= ticket {
                 return Ok(true);
             }
-            if !wait {
-                return Ok(false);
-            }
             if st.stop {
                 return Err(StoreError::Closed);
             }
-            st = self.sync.done.wait(st).map_err(|_| StoreError::Closed)?;
+            st = match deadline {
+                None => self.sync.done.wait(st).map_err(|_| StoreError::Closed)?,
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        return Ok(false);
+                    }
+                    self.sync
+                        .done
+                        .wait_timeout(st, d - now)
+                        .map_err(|_| StoreError::Closed)?
+                        .0
+                }
+            };
         }
     }
 
@@ -330,16 +364,23 @@ impl Wal {
     /// callers share one `fdatasync` (group commit).
     pub fn sync(&self) -> StoreResult<()> {
         let ticket = self.sync_start()?;
-        self.synced(ticket, true).map(|_| ())
+        self.wait_synced(ticket, None).map(|_| ())
     }
 
     /// Closes the open segment (synced) and opens the next one. Returns the number of the
     /// closed segment: it and every older one may be deleted once sled is flushed.
     /// Called with the order lock held, so no record is in flight.
     pub fn rotate(&self, tail: &mut Tail) -> StoreResult<u64> {
-        tail.file
-            .sync_data()
-            .map_err(|e| io("syncing the write-ahead log", e))?;
+        if let Some(e) = &tail.broken {
+            return Err(StoreError::Io(e.clone()));
+        }
+        if let Err(e) = tail.file.sync_data() {
+            // As for the sync thread: after a failed fsync nothing later may be promised.
+            let msg = format!("syncing the write-ahead log: {e}");
+            tail.fail(msg.clone());
+            publish(&self.sync, 0, Err(msg.clone()));
+            return Err(StoreError::Io(msg));
+        }
         let file = open_segment(&self.dir, tail.seg + 1)?;
         let closed = tail.seg;
         tail.file = Arc::new(file);
