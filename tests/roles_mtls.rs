@@ -317,6 +317,33 @@ fn reload_over_http_and_sighup_changes_new_tokens_and_rejects_bad_files() {
     let names = role_names(&root);
     assert!(names.contains(&"compliance-officer-gone".to_string()));
     assert!(!names.contains(&"compliance-officer".to_string()));
+    // with sudo it works, also for a token on its one and only use
+    assert_eq!(
+        status(
+            &root,
+            "PUT",
+            "/v1/sys/policies/acl/reloader-sudo",
+            Some(
+                json!({"policy": "path \"sys/roles/reload\" { capabilities = [\"update\", \"sudo\"] }"})
+            )
+        ),
+        204
+    );
+    let r = root
+        .request(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&json!({"policies": ["reloader-sudo"], "num_uses": 1})),
+        )
+        .unwrap();
+    let once = root.with_token(Some(
+        body(&r)["auth"]["client_token"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ));
+    assert_eq!(status(&once, "PUT", "/v1/sys/roles/reload", None), 200);
+    assert_eq!(status(&once, "PUT", "/v1/sys/roles/reload", None), 403);
     let sa_after = role_token(&root, "service-account");
     assert_eq!(
         status(&sa_after, "GET", "/v1/secret/data/datasets/x", None),

@@ -102,9 +102,13 @@ pub fn build_env(
                 )));
             }
             if let Some(other) = from.get(&name) {
-                return Err(CliError::Usage(format!(
-                    "{name} would come from both {other} and {path}: give one of them a PREFIX="
-                )));
+                return Err(CliError::Usage(if other == path {
+                    format!("two keys of {path} give the same variable {name}")
+                } else {
+                    format!(
+                        "{name} would come from both {other} and {path}: give one of them a PREFIX="
+                    )
+                }));
             }
             if !override_env && existing(&name) {
                 return Err(CliError::Usage(format!(

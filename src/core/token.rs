@@ -809,14 +809,18 @@ impl Vault {
             macs.push(mac);
         }
         // Out of the cache first: from here on no request authenticates with these tokens.
-        {
+        // And again once they are gone from the store: a request that loaded one from the
+        // store in between may have put it back.
+        let evict = || {
             let mut cache = self.token_cache.write().unwrap_or_else(|p| p.into_inner());
             for m in &macs {
                 cache.remove(m);
             }
-        }
+        };
+        evict();
         if !ops.is_empty() {
             self.store.batch(ops)?;
+            evict();
             self.store.sync()?;
         }
         Ok(())

@@ -344,7 +344,11 @@ pub async fn take_body(
     let bytes = request::read_body(req, payload, &st.limits).await?;
     if !bytes.is_empty() {
         info.body = Some(match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => st.audit.redact(&v),
+            // The JSON limits before one HMAC per leaf, not after.
+            Ok(v) => {
+                request::check_json_limits(&v, &st.limits)?;
+                st.audit.redact(&v)
+            }
             Err(_) => json!({"unparsed_bytes": bytes.len()}),
         });
     }

@@ -24,6 +24,7 @@ pub async fn route(
     rest: &str,
     payload: web::Payload,
     st: &AppState,
+    caller: &super::Caller,
 ) -> ApiResult {
     let (sub, path) = match rest.split_once('/') {
         Some((a, b)) => (a, b.to_string()),
@@ -34,7 +35,7 @@ pub async fn route(
         "metadata" => metadata(req, ctx, mount, path, payload, st).await,
         "delete" | "undelete" | "destroy" => versions(req, ctx, mount, sub, path, payload, st).await,
         "config" if path.is_empty() => config(req, ctx, mount, payload, st).await,
-        "rotation" | "rotate" => super::rotation::kv_route(req, ctx, mount, sub, path, payload, st).await,
+        "rotation" | "rotate" => super::rotation::kv_route(req, ctx, mount, sub, path, payload, st, caller).await,
         _ => Ok(response::raw(
             StatusCode::NOT_FOUND,
             &response::envelope(
@@ -121,9 +122,8 @@ async fn data(
             let cas = options_cas(&body)?;
             // No blocking I/O here: the new version is synced with the outcome record,
             // before the response acknowledges it.
-            let info = vault.kv_write_unsynced(mount, &path, &data, cas);
+            let info = vault.kv_write_unsynced(mount, &path, &data, cas)?;
             super::defer_store_sync(req);
-            let info = info?;
             {
                 req.extensions_mut().insert(AuditVersion(info.version));
                 Ok(response::ok(json!(info)))

@@ -143,12 +143,7 @@ fn target_exists(vault: &Vault, path: &str) -> Result<Option<bool>, Error> {
         }
     }
     if let Some(name) = path.strip_prefix("auth/token/roles/") {
-        return Ok(Some(
-            vault
-                .token_role_get(name)
-                .map(|r| r.is_some())
-                .unwrap_or(false),
-        ));
+        return vault.token_role_get(name).map(|r| Some(r.is_some()));
     }
     Ok(None)
 }
@@ -321,7 +316,7 @@ async fn route(
             audit::route(req, &ctx, rest, payload, st).await
         }
         "sys" => sys::route(req, &ctx, rest, payload, st).await,
-        "secret" => kv::route(req, &ctx, "secret", rest, payload, st).await,
+        "secret" => kv::route(req, &ctx, "secret", rest, payload, st, &caller).await,
         "auth" if rest.starts_with("approle/") => {
             approle::route(req, &ctx, &rest["approle/".len()..], payload, st, &caller).await
         }

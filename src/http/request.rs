@@ -209,14 +209,18 @@ pub fn parse_json(body: &[u8], limits: &Limits) -> Result<Map<String, Value>, Ap
     }
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad(format!("failed to decode JSON input: {e}")))?;
-    let mut strings = 0usize;
-    check_json(&v, 1, limits, &mut strings)?;
+    check_json_limits(&v, limits)?;
     match v {
         Value::Object(m) => Ok(m),
         _ => Err(ApiError::bad(
             "failed to decode JSON input: expected a JSON object",
         )),
     }
+}
+
+/// The depth and string-count limits of `parse_json`, for a body parsed elsewhere.
+pub fn check_json_limits(v: &Value, limits: &Limits) -> Result<(), ApiError> {
+    check_json(v, 1, limits, &mut 0)
 }
 
 fn check_json(

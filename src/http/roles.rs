@@ -9,11 +9,7 @@ use serde_json::{json, Map, Value};
 use super::request::{Ctx, Op};
 use super::response::{self, ApiError, ApiResult};
 use super::{blocking, json_body, AppState};
-use crate::core::policy::Caps;
 use crate::core::roles::RolesSource;
-use crate::core::{Error, Vault};
-
-const RELOAD: &str = "sys/roles/reload";
 
 /// `rest` is `roles` or `roles/reload` (after `sys/`).
 pub async fn route(
@@ -40,12 +36,8 @@ pub async fn route(
             })))
         }
         ("roles/reload", Op::Write) => {
+            // Root or sudo on sys/roles/reload: checked by the dispatch (`needs_sudo`).
             let _ = json_body(req, payload, st).await?;
-            let token = ctx.token.clone().ok_or(Error::BadToken)?;
-            let v = vault.clone();
-            if !blocking(move || has_sudo(&v, &token)).await? {
-                return Err(Error::PermissionDenied.into());
-            }
             let src = req
                 .app_data::<web::Data<RolesSource>>()
                 .map(|d| d.get_ref().clone())
@@ -75,12 +67,4 @@ pub async fn route(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
-}
-
-/// Root, or `sudo` on `sys/roles/reload`. Looks the token up without consuming a use (the
-/// dispatcher already counted this request).
-fn has_sudo(vault: &Vault, token: &str) -> Result<bool, Error> {
-    let entry = vault.token_lookup(token)?;
-    let acl = vault.acl(&entry.policies)?;
-    Ok(acl.check(RELOAD, Caps::UPDATE, true).allowed)
 }

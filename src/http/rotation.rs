@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::request::{self, Ctx, Op};
 use super::response::{self, ApiError, ApiResult};
-use super::{blocking, json_body, AppState};
+use super::{blocking, json_body, AppState, Caller};
 use crate::core::policy::Caps;
 use crate::core::rotation::policy::{Policy, Target};
 use crate::core::rotation::{RotateError, Rotation, Settings, Trigger};
@@ -47,15 +47,14 @@ fn rotate_error(e: RotateError) -> ApiError {
     }
 }
 
-/// The caller's token must allow `read` on `path` (checked without consuming a use).
-fn caller_can_read(ctx: &Ctx, st: &AppState, path: &str) -> Result<bool, ApiError> {
-    let token = ctx.token.clone().ok_or(Error::BadToken)?;
-    let entry = st.vault.token_lookup(&token)?;
-    let acl = st.vault.acl(&entry.policies)?;
-    Ok(acl.check(path, Caps::READ, false).allowed)
+/// The caller's policies must allow `read` on `path` (the ACL the dispatch authorized it
+/// with: no second token lookup, which a token on its last use would fail).
+fn caller_can_read(caller: &Caller, path: &str) -> bool {
+    caller.acl.check(path, Caps::READ, false).allowed
 }
 
 /// `sub` is `rotation` or `rotate`; `path` is the secret's path under the mount.
+#[allow(clippy::too_many_arguments)] // the route's context, as every handler gets it, plus the caller
 pub async fn kv_route(
     req: &HttpRequest,
     ctx: &Ctx,
@@ -64,6 +63,7 @@ pub async fn kv_route(
     path: String,
     payload: web::Payload,
     st: &AppState,
+    caller: &Caller,
 ) -> ApiResult {
     if path.is_empty() || path.ends_with('/') {
         return Err(ApiError::bad("missing secret path"));
@@ -91,7 +91,7 @@ pub async fn kv_route(
                     need.push(format!("{mount}/data/{}", policy.connection.admin_secret));
                 }
                 for p in need {
-                    if !caller_can_read(ctx, st, &p)? {
+                    if !caller_can_read(caller, &p) {
                         return Err(ApiError::status(
                             403,
                             format!("a rotation policy with a target needs read on {p}"),

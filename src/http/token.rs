@@ -317,9 +317,9 @@ async fn create(
         path,
         auth_method: "token",
     };
-    let issued = vault.token_create_unsynced(&issuer, treq, role.as_ref());
+    // (Its only write is its last step: an error means nothing was written.)
+    let issued = vault.token_create_unsynced(&issuer, treq, role.as_ref())?;
     super::defer_store_sync(req);
-    let issued = issued?;
     Ok(response::auth(
         issued.entry.auth_json(&issued.token),
         issued.warnings,
