@@ -2675,3 +2675,62 @@ fn approle_cli_login_keeps_the_secret_id_out_of_output() {
         200,
     );
 }
+
+/// A token role's limits are caps on what a create against it may ask for.
+#[test]
+fn token_role_limits_are_caps() {
+    let s = TestServer::spawn_dev();
+    let c = s.client();
+    let r = c
+        .request(
+            "POST",
+            "/v1/auth/token/roles/capped",
+            Some(&json!({
+                "allowed_policies": ["default"],
+                "token_explicit_max_ttl": "1h",
+                "token_max_ttl": "2h",
+                "token_num_uses": 5,
+                "token_bound_cidrs": ["127.0.0.1/32"],
+            })),
+        )
+        .unwrap();
+    assert!(r.status < 300, "{}", r.body);
+    let create = |body: serde_json::Value| {
+        c.request("POST", "/v1/auth/token/create/capped", Some(&body))
+            .unwrap()
+    };
+    let r = create(json!({"explicit_max_ttl": 0, "num_uses": 100, "ttl": "30m"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let acc = r.json().unwrap()["auth"]["accessor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let l = c
+        .request(
+            "POST",
+            "/v1/auth/token/lookup-accessor",
+            Some(&json!({"accessor": acc})),
+        )
+        .unwrap();
+    let d = &l.json().unwrap()["data"];
+    assert_eq!(d["explicit_max_ttl"], json!(3600), "{d}");
+    assert_eq!(d["num_uses"], json!(5), "{d}");
+    assert_eq!(d["bound_cidrs"], json!(["127.0.0.1"]), "{d}");
+    // asking for less is fine; wider CIDRs are refused
+    let r = create(json!({"explicit_max_ttl": "10m", "num_uses": 2}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = create(json!({"bound_cidrs": ["0.0.0.0/0"]}));
+    assert_eq!(r.status, 403, "{}", r.body);
+    // a duration past any date is a bad request, not a crash of the handler
+    for period in [json!(100_000_000_000_000u64), json!("3000000h")] {
+        let r = c
+            .request(
+                "POST",
+                "/v1/auth/token/create",
+                Some(&json!({"period": period})),
+            )
+            .unwrap();
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains("out of range"), "{}", r.body);
+    }
+}

@@ -2,6 +2,20 @@
 //! "1.5h", "768h"). Parsed once at the edge into whole seconds.
 
 /// Parses a Go duration string (or a bare number of seconds) into whole seconds, rounding down.
+/// The longest duration accepted, in seconds: Go's (about 292 years), so that any expiry
+/// computed from it stays a valid date.
+pub const MAX_SECONDS: u64 = (i64::MAX / 1_000_000_000) as u64;
+
+/// Refuses a number of seconds longer than `MAX_SECONDS`.
+pub fn check_seconds(n: u64) -> Result<u64, String> {
+    if n > MAX_SECONDS {
+        return Err(format!(
+            "duration of {n} seconds is out of range (at most {MAX_SECONDS})"
+        ));
+    }
+    Ok(n)
+}
+
 pub fn parse_seconds(s: &str) -> Result<u64, String> {
     let invalid = || format!("time: invalid duration \"{s}\"");
     let t = s.trim();
@@ -9,7 +23,7 @@ pub fn parse_seconds(s: &str) -> Result<u64, String> {
         return Err(invalid());
     }
     if let Ok(n) = t.parse::<u64>() {
-        return Ok(n);
+        return check_seconds(n);
     }
     if t == "0" {
         return Ok(0);
@@ -41,10 +55,13 @@ pub fn parse_seconds(s: &str) -> Result<u64, String> {
         };
         total_ns += num * unit_ns;
     }
-    if !total_ns.is_finite() || !(0.0..=1e19).contains(&total_ns) {
+    if !total_ns.is_finite() || total_ns < 0.0 {
         return Err(invalid());
     }
-    Ok((total_ns / 1e9) as u64)
+    if total_ns > i64::MAX as f64 {
+        return Err(format!("time: invalid duration \"{s}\": out of range"));
+    }
+    check_seconds((total_ns / 1e9) as u64)
 }
 
 #[cfg(test)]
@@ -67,6 +84,12 @@ mod tests {
         ] {
             assert_eq!(parse_seconds(s), Ok(want), "{s}");
         }
+        assert_eq!(parse_seconds("2562047h"), Ok(2562047 * 3600));
+        assert!(
+            parse_seconds("2562048h").is_err(),
+            "past Go's longest duration"
+        );
+        assert!(parse_seconds("100000000000000").is_err());
         for bad in ["abc", "", "10", "1x", "h", "-1s", "1..2s"] {
             if bad == "10" {
                 continue;

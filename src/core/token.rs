@@ -493,17 +493,24 @@ impl Vault {
         if let Some(r) = role {
             req.no_parent |= r.orphan;
             req.no_default_policy |= r.token_no_default_policy;
-            if req.period.is_none() && r.token_period > 0 {
-                req.period = Some(r.token_period);
-            }
-            if req.explicit_max_ttl.is_none() && r.token_explicit_max_ttl > 0 {
-                req.explicit_max_ttl = Some(r.token_explicit_max_ttl);
-            }
+            // The role's limits are caps: a request may ask for less, never for more (0 is
+            // "none" on both sides).
+            let cap = |asked: Option<u64>, limit: u64| match asked {
+                Some(a) if a > 0 && limit > 0 => Some(a.min(limit)),
+                Some(a) if a > 0 => Some(a),
+                _ if limit > 0 => Some(limit),
+                other => other,
+            };
+            req.period = cap(req.period, r.token_period);
+            req.explicit_max_ttl = cap(req.explicit_max_ttl, r.token_explicit_max_ttl);
+            req.num_uses = cap(Some(req.num_uses), r.token_num_uses).unwrap_or(0);
             if req.ttl.is_none() && r.token_ttl > 0 {
                 req.ttl = Some(r.token_ttl);
             }
-            if req.num_uses == 0 {
-                req.num_uses = r.token_num_uses;
+            if !super::approle::cidrs_within(&req.bound_cidrs, &r.token_bound_cidrs) {
+                return Err(Error::Forbidden(
+                    "bound_cidrs must lie within the token role's token_bound_cidrs".into(),
+                ));
             }
             if req.bound_cidrs.is_empty() {
                 req.bound_cidrs = r.token_bound_cidrs.clone();
@@ -575,10 +582,11 @@ impl Vault {
                 "root or sudo privileges required to create orphan token".into(),
             ));
         }
+        // A role's own period needs no privilege (it is capped to it above); any other does.
         if req.period.is_some_and(|p| p > 0)
             && parent.is_some()
             && !issuer.privileged
-            && role.is_none()
+            && role.is_none_or(|r| r.token_period == 0)
         {
             return Err(Error::Forbidden(
                 "root or sudo privileges required to create periodic token".into(),
@@ -615,6 +623,9 @@ impl Vault {
             let mut max = SYSTEM_MAX_TTL;
             if explicit_max > 0 {
                 max = max.min(explicit_max);
+            }
+            if let Some(r) = role.filter(|r| r.token_max_ttl > 0) {
+                max = max.min(r.token_max_ttl);
             }
             if period == 0 && ttl > max {
                 warnings.push(format!(

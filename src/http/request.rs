@@ -314,8 +314,9 @@ pub fn field_duration(m: &Map<String, Value>, field: &str) -> Result<Option<u64>
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_u64()
-            .map(Some)
-            .ok_or_else(|| conv_err(field, "expected a non-negative duration")),
+            .ok_or_else(|| conv_err(field, "expected a non-negative duration"))
+            .and_then(|n| duration::check_seconds(n).map_err(ApiError::bad))
+            .map(Some),
         Some(Value::String(s)) => duration::parse_seconds(s).map(Some).map_err(ApiError::bad),
         Some(other) => Err(conv_err(
             field,
