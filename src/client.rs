@@ -206,8 +206,27 @@ impl fmt::Debug for Client {
     }
 }
 
+/// The certificates of a PEM CA file (`--ca-cert`); a file without one is an error, not
+/// a silent fall-back to the system's roots.
+pub fn ca_certs(path: &Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        ClientError::InvalidInput(format!("reading CA file {}: {e}", path.display()))
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        ClientError::InvalidInput(format!("parsing CA file {}: {e}", path.display()))
+    })?;
+    if certs.is_empty() {
+        return Err(ClientError::InvalidInput(format!(
+            "CA file {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
 /// Reads the first non-empty variable among `names`.
-fn env_first(names: &[&str]) -> Option<String> {
+/// The first of the environment variables `names` that is set and not blank.
+pub fn env_first(names: &[&str]) -> Option<String> {
     names
         .iter()
         .filter_map(|n| std::env::var(n).ok())
@@ -241,19 +260,7 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("arca-client/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                ClientError::InvalidInput(format!("reading CA file {}: {e}", path.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                ClientError::InvalidInput(format!("parsing CA file {}: {e}", path.display()))
-            })?;
-            if certs.is_empty() {
-                return Err(ClientError::InvalidInput(format!(
-                    "CA file {} holds no PEM certificate",
-                    path.display()
-                )));
-            }
-            for cert in certs {
+            for cert in ca_certs(path)? {
                 builder = builder.add_root_certificate(cert);
             }
         }
@@ -265,15 +272,6 @@ impl Client {
             token: token.filter(|t| !t.is_empty()).map(Zeroizing::new),
             http,
         })
-    }
-
-    /// A client configured from the environment: `ARCA_ADDR` (else `VAULT_ADDR`, else
-    /// [`DEFAULT_ADDR`]), `ARCA_TOKEN` (else `VAULT_TOKEN`), `ARCA_CACERT` (else `VAULT_CACERT`).
-    pub fn from_env() -> Result<Client, ClientError> {
-        let addr = env_first(&["ARCA_ADDR", "VAULT_ADDR"]).unwrap_or_else(|| DEFAULT_ADDR.into());
-        let token = Self::token_from_env();
-        let ca = env_first(&["ARCA_CACERT", "VAULT_CACERT"]);
-        Client::new(&addr, token, ca.as_deref().map(Path::new))
     }
 
     /// The token named by `ARCA_TOKEN`, else `VAULT_TOKEN`.
@@ -1047,13 +1045,7 @@ impl Client {
             .user_agent(concat!("arca-client/", env!("CARGO_PKG_VERSION")))
             .identity(identity);
         if let Some(path) = ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                ClientError::InvalidInput(format!("reading CA file {}: {e}", path.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                ClientError::InvalidInput(format!("parsing CA file {}: {e}", path.display()))
-            })?;
-            for cert in certs {
+            for cert in ca_certs(path)? {
                 builder = builder.add_root_certificate(cert);
             }
         }

@@ -256,18 +256,12 @@ fn open_export(opts: &ClientOpts, query: &str) -> Result<reqwest::blocking::Resp
         .timeout(None)
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("arca-client/", env!("CARGO_PKG_VERSION")));
-    let ca = opts.ca_cert.clone().or_else(|| {
-        ["ARCA_CACERT", "VAULT_CACERT"]
-            .iter()
-            .filter_map(|n| std::env::var(n).ok())
-            .find(|v| !v.trim().is_empty())
-            .map(PathBuf::from)
-    });
+    let ca = opts
+        .ca_cert
+        .clone()
+        .or_else(|| crate::client::env_first(&["ARCA_CACERT", "VAULT_CACERT"]).map(PathBuf::from));
     if let Some(path) = ca {
-        let pem = std::fs::read(&path)
-            .map_err(|e| CliError::Usage(format!("reading CA file {}: {e}", path.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| CliError::Usage(format!("parsing CA file {}: {e}", path.display())))?;
+        let certs = crate::client::ca_certs(&path).map_err(|e| CliError::Usage(e.to_string()))?;
         for cert in certs {
             builder = builder.add_root_certificate(cert);
         }

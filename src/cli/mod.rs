@@ -9,7 +9,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::client::{Client, ClientError, DEFAULT_ADDR};
+use crate::client::{env_first, Client, ClientError, DEFAULT_ADDR};
 
 pub mod audit;
 pub mod kv;
@@ -69,13 +69,6 @@ pub struct ClientOpts {
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-}
-
-fn env_first(names: &[&str]) -> Option<String> {
-    names
-        .iter()
-        .filter_map(|n| std::env::var(n).ok())
-        .find(|v| !v.trim().is_empty())
 }
 
 impl ClientOpts {
