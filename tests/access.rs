@@ -2734,3 +2734,36 @@ fn token_role_limits_are_caps() {
         assert!(r.body.contains("out of range"), "{}", r.body);
     }
 }
+
+/// A token on its last use cannot mint a child (it is revoked by that very use).
+#[test]
+fn a_token_on_its_last_use_issues_no_child() {
+    let s = TestServer::spawn_dev();
+    let c = s.client();
+    let r = c
+        .request(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&json!({"policies": ["root"], "num_uses": 2})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = r.json().unwrap()["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let limited = c.with_token(Some(t));
+    let first = limited
+        .request(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&json!({"num_uses": 1})),
+        )
+        .unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    let last = limited
+        .request("POST", "/v1/auth/token/create", Some(&json!({})))
+        .unwrap();
+    assert_eq!(last.status, 403, "{}", last.body);
+    assert!(!last.body.contains("client_token"));
+}

@@ -593,6 +593,15 @@ impl Vault {
             ));
         }
 
+        // A parent revoked meanwhile (on its last use by this very request, say) issues
+        // nothing: its children would escape every cascade, and `num_uses == 0` would read
+        // as "unlimited" below.
+        if let Some(p) = parent {
+            if self.mac_of_accessor(&p.accessor)?.is_none() {
+                return Err(Error::Forbidden("the parent token has been revoked".into()));
+            }
+        }
+
         // Uses: a child of a use-limited token gets no more uses than its parent has left.
         if let Some(p) = parent {
             if p.num_uses > 0 && (req.num_uses == 0 || req.num_uses > p.num_uses) {
