@@ -80,6 +80,10 @@ enum SlotState {
 
 struct Slot {
     state: Mutex<SlotState>,
+    /// Its waiter blocks a thread (`append_blocking`, woken by `cv`) rather than a task
+    /// (`append`, woken by `notify`). Only that one is woken: a condvar's notify is a
+    /// system call even with nobody waiting.
+    blocking: bool,
     cv: Condvar,
     notify: tokio::sync::Notify,
 }
@@ -90,17 +94,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Slot {
-    fn new() -> Arc<Slot> {
+    fn new(blocking: bool) -> Arc<Slot> {
         Arc::new(Slot {
             state: Mutex::new(SlotState::Pending),
+            blocking,
             cv: Condvar::new(),
             notify: tokio::sync::Notify::new(),
         })
     }
     fn finish(&self, r: Result<Receipt, AuditError>) {
         *lock(&self.state) = SlotState::Done(r);
-        self.cv.notify_all();
-        self.notify.notify_one();
+        if self.blocking {
+            self.cv.notify_all();
+        } else {
+            self.notify.notify_one();
+        }
     }
     fn is_abandoned(&self) -> bool {
         matches!(*lock(&self.state), SlotState::Abandoned)
@@ -143,6 +151,9 @@ struct Entry {
 struct Queue {
     entries: Vec<Entry>,
     shutdown: bool,
+    /// The writer sleeps on `Shared::wake`: an append must wake it. While it works, it
+    /// takes what is queued without being told (and a notify would cost a system call).
+    writer_waiting: bool,
     /// A signing key handed over (vault unsealed), or `Some(None)` to drop it (sealed).
     key_change: Option<Option<SigningKey>>,
 }
@@ -632,12 +643,14 @@ impl Writer {
                     if wait.is_zero() {
                         break;
                     }
+                    q.writer_waiting = true;
                     q = self
                         .shared
                         .wake
                         .wait_timeout(q, wait.min(Duration::from_secs(1)))
                         .map(|(g, _)| g)
                         .unwrap_or_else(|e| e.into_inner().0);
+                    q.writer_waiting = false;
                     if q.entries.is_empty() && !q.shutdown {
                         break;
                     }
@@ -1009,6 +1022,7 @@ impl Journal {
         &self,
         record: Map<String, Value>,
         after_store_sync: Option<u64>,
+        blocking: bool,
     ) -> Result<Arc<Slot>, AuditError> {
         if let Some(Value::String(t)) = record.get("type") {
             if RESERVED_TYPES.contains(&t.as_str()) {
@@ -1018,8 +1032,8 @@ impl Journal {
             }
         }
         let shared = &self.inner.shared;
-        let slot = Slot::new();
-        {
+        let slot = Slot::new(blocking);
+        let wake = {
             let mut q = lock(&shared.queue);
             if q.shutdown {
                 return Err(AuditError::Closed);
@@ -1034,8 +1048,11 @@ impl Journal {
                 slot: slot.clone(),
                 after_store_sync,
             });
+            q.writer_waiting
+        };
+        if wake {
+            shared.wake.notify_one();
         }
-        shared.wake.notify_one();
         Ok(slot)
     }
 
@@ -1044,7 +1061,7 @@ impl Journal {
     pub fn append_blocking(&self, record: Map<String, Value>) -> Result<Receipt, AuditError> {
         let deadline_len = self.inner.shared.cfg.write_deadline;
         let deadline = Instant::now() + deadline_len;
-        let slot = self.enqueue(record, None)?;
+        let slot = self.enqueue(record, None, true)?;
         let mut st = lock(&slot.state);
         loop {
             if let Some(r) = take_done(&mut st) {
@@ -1095,7 +1112,7 @@ impl Journal {
     ) -> Result<Receipt, AuditError> {
         let deadline_len = self.inner.shared.cfg.write_deadline;
         let deadline = tokio::time::Instant::now() + deadline_len;
-        let slot = self.enqueue(record, after_store_sync)?;
+        let slot = self.enqueue(record, after_store_sync, false)?;
         loop {
             let claimed = {
                 let mut st = lock(&slot.state);

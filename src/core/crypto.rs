@@ -175,7 +175,9 @@ pub fn seal(alg: Algorithm, term: u32, key: &Key, loc: &Location<'_>, plaintext:
     out.push(alg.id());
     out.extend_from_slice(&term.to_be_bytes());
     let mut nonce = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut nonce[..nlen]);
+    // The thread's CSPRNG (ChaCha12, seeded and periodically reseeded from the OS): a nonce
+    // needs uniqueness and unpredictability, not a system call per value.
+    rand::thread_rng().fill_bytes(&mut nonce[..nlen]);
     out.extend_from_slice(&nonce[..nlen]);
     let aad = aad(&out[..HEADER_LEN], loc);
     let payload = Payload {

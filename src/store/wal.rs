@@ -209,6 +209,11 @@ struct SyncState {
     /// A failed `fdatasync`: the log cannot promise anything after it.
     failed: Option<String>,
     stop: bool,
+    /// The sync thread sleeps on `work`. While it syncs it looks at `requested` again
+    /// before sleeping, so it need not be told (a notify is a system call).
+    idle: bool,
+    /// Threads sleeping on `done`.
+    waiters: usize,
 }
 
 struct SyncShared {
@@ -313,7 +318,9 @@ impl Wal {
         }
         if st.requested < target {
             st.requested = target;
-            self.sync.work.notify_one();
+            if st.idle {
+                self.sync.work.notify_one();
+            }
         }
         Ok(Some(target))
     }
@@ -343,20 +350,24 @@ impl Wal {
             if st.stop {
                 return Err(StoreError::Closed);
             }
-            st = match deadline {
-                None => self.sync.done.wait(st).map_err(|_| StoreError::Closed)?,
+            st.waiters += 1;
+            let woke = match deadline {
+                None => self.sync.done.wait(st).map_err(|_| StoreError::Closed),
                 Some(d) => {
                     let now = std::time::Instant::now();
                     if now >= d {
+                        st.waiters -= 1;
                         return Ok(false);
                     }
                     self.sync
                         .done
                         .wait_timeout(st, d - now)
-                        .map_err(|_| StoreError::Closed)?
-                        .0
+                        .map(|(g, _)| g)
+                        .map_err(|_| StoreError::Closed)
                 }
             };
+            st = woke?;
+            st.waiters -= 1;
         }
     }
 
@@ -425,7 +436,9 @@ fn sync_loop(order: &Mutex<Tail>, sync: &SyncShared) {
         {
             let mut st = sync.state.lock().unwrap_or_else(|e| e.into_inner());
             while st.requested <= st.synced && !st.stop {
+                st.idle = true;
                 st = sync.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.idle = false;
             }
             if st.stop {
                 return;
@@ -449,7 +462,7 @@ fn sync_loop(order: &Mutex<Tail>, sync: &SyncShared) {
 /// Records the result of an `fdatasync` that covered the log up to `upto`, and wakes the
 /// waiters.
 fn publish(sync: &SyncShared, upto: u64, res: Result<(), String>) {
-    {
+    let waiters = {
         let mut st = sync.state.lock().unwrap_or_else(|e| e.into_inner());
         match res {
             Ok(()) => {
@@ -460,8 +473,11 @@ fn publish(sync: &SyncShared, upto: u64, res: Result<(), String>) {
                 st.failed = Some(e);
             }
         }
+        st.waiters
+    };
+    if waiters > 0 {
+        sync.done.notify_all();
     }
-    sync.done.notify_all();
 }
 
 fn open_segment(dir: &Path, n: u64) -> StoreResult<File> {
