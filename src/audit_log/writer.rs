@@ -25,8 +25,13 @@ use super::walker::{WalkOptions, Walker};
 use super::{AuditError, JournalConfig, HEAD_KEY, RESERVED_TYPES};
 use crate::store::Store;
 
-/// How long the writer waits for the store when every queued record waits for it.
+/// How long the writer sleeps at most when every queued record waits for the store: it is
+/// woken by the store's sync (`Store::on_sync`); this bounds the wait for a store that
+/// does not call back.
 const STORE_SYNC_WAIT: Duration = Duration::from_millis(5);
+
+/// Longest the chain head in the store trails the journal while records keep coming.
+const HEAD_STORE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Most records written in one batch (one `fdatasync`).
 const MAX_BATCH: usize = 4096;
@@ -250,6 +255,9 @@ struct Writer {
     /// The file may hold bytes past `pos.offset` (a failed batch): cut them first.
     needs_repair: bool,
     last_checkpoint: Instant,
+    /// The chain head not yet put in the store, and when it last was (see `publish`).
+    head_unstored: Option<String>,
+    head_stored_at: Instant,
     head_store: Arc<dyn Store>,
     mirror: Option<Mirror>,
     shared: Arc<Shared>,
@@ -344,13 +352,31 @@ impl Writer {
         c.batches.fetch_add(1, Ordering::Relaxed);
         let head = (self.pos.next_seq - 1, hex::encode(self.pos.prev));
         let value = json!({"seq": head.0, "hash": head.1, "segment": self.seg_name}).to_string();
-        if let Err(e) = self.head_store.put(HEAD_KEY, value.as_bytes()) {
-            c.head_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "storing the audit head failed (the journal is durable)");
+        // The copy in the store (which catches a cut-off tail at open) is put at most every
+        // HEAD_STORE_INTERVAL while records stream in, and whenever the writer goes idle:
+        // a put per batch waited on the store's write lock behind every request's writes.
+        self.head_unstored = Some(value);
+        if self.head_stored_at.elapsed() >= HEAD_STORE_INTERVAL {
+            self.store_head();
         }
         *lock(&self.shared.head) = head;
         if let Some(m) = &self.mirror {
             m.send(Arc::new(b.buf));
+        }
+    }
+
+    /// Puts the newest chain head in the store (not synced: it is durable with the store's
+    /// next sync).
+    fn store_head(&mut self) {
+        if let Some(value) = self.head_unstored.take() {
+            if let Err(e) = self.head_store.put(HEAD_KEY, value.as_bytes()) {
+                self.shared
+                    .counters
+                    .head_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "storing the audit head failed (the journal is durable)");
+            }
+            self.head_stored_at = Instant::now();
         }
     }
 
@@ -494,20 +520,24 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes queued records as one batch and answers their waiters.
+    /// Whether a queued record can be written now: one that reports no change, or one whose
+    /// change the store has synced (or failed to: it is answered then).
+    fn any_ready(&self, entries: &[Entry]) -> bool {
+        let mut oldest = None;
+        for e in entries {
+            match e.after_store_sync {
+                None => return true,
+                Some(t) => oldest = Some(oldest.map_or(t, |o: u64| o.min(t))),
+            }
+        }
+        oldest.is_some_and(|t| !matches!(self.head_store.synced(t, Duration::ZERO), Ok(false)))
+    }
+
     /// Splits off the entries whose store writes are not durable yet (they go back to the
-    /// queue); fails those whose store sync failed. With `wait`, first waits for the oldest
-    /// pending ticket, so something is ready.
-    fn hold_back_unsynced(&self, live: &mut Vec<Entry>, wait: bool) -> Vec<Entry> {
-        let oldest = live.iter().filter_map(|e| e.after_store_sync).min();
-        let Some(oldest) = oldest else {
+    /// queue); fails those whose store sync failed.
+    fn hold_back_unsynced(&self, live: &mut Vec<Entry>) -> Vec<Entry> {
+        if live.iter().all(|e| e.after_store_sync.is_none()) {
             return Vec::new();
-        };
-        if wait {
-            // Nothing else to write: wait a little for the store (one fsync is well under
-            // this), then go round again, so records arriving meanwhile, a key change or a
-            // shutdown are not held up by a slow or stuck store disk.
-            let _ = self.head_store.synced(oldest, STORE_SYNC_WAIT);
         }
         let mut held = Vec::new();
         let mut ready = Vec::with_capacity(live.len());
@@ -537,11 +567,7 @@ impl Writer {
             .into_iter()
             .filter(|e| !e.slot.is_abandoned())
             .collect();
-        let mut held = self.hold_back_unsynced(&mut live, false);
-        if live.is_empty() && !held.is_empty() {
-            live = held;
-            held = self.hold_back_unsynced(&mut live, true);
-        }
+        let held = self.hold_back_unsynced(&mut live);
         if live.is_empty() {
             return held;
         }
@@ -629,30 +655,43 @@ impl Writer {
                         q = lock(&self.shared.queue);
                         continue;
                     }
-                    if !q.entries.is_empty() || q.shutdown {
+                    if q.shutdown || self.any_ready(&q.entries) {
                         break;
                     }
+                    if self.head_unstored.is_some() {
+                        // Going idle: store the head first (never under the queue lock).
+                        drop(q);
+                        self.store_head();
+                        q = lock(&self.shared.queue);
+                        continue;
+                    }
                     // No key (sealed): no checkpoint can be written, so nothing is due.
-                    let wait = if self.pos.since_checkpoint > 0 && self.key.is_some() {
+                    let mut wait = if self.pos.since_checkpoint > 0 && self.key.is_some() {
                         self.cfg
                             .checkpoint_interval
                             .saturating_sub(self.last_checkpoint.elapsed())
                     } else {
                         Duration::from_secs(1)
                     };
+                    if !q.entries.is_empty() {
+                        // All of them wait for the store, whose sync wakes us (`on_sync`).
+                        // Meanwhile new records are written at once: a slow or stuck store
+                        // disk holds up only the records of its own changes.
+                        wait = wait.min(STORE_SYNC_WAIT);
+                    }
                     if wait.is_zero() {
                         break;
                     }
                     q.writer_waiting = true;
-                    q = self
+                    let (g, res) = self
                         .shared
                         .wake
                         .wait_timeout(q, wait.min(Duration::from_secs(1)))
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|e| e.into_inner().0);
+                        .unwrap_or_else(|e| e.into_inner());
+                    q = g;
                     q.writer_waiting = false;
-                    if q.entries.is_empty() && !q.shutdown {
-                        break;
+                    if res.timed_out() {
+                        break; // a checkpoint is due, or a store that does not call back
                     }
                 }
                 let n = q.entries.len().min(MAX_BATCH);
@@ -708,6 +747,7 @@ impl Writer {
                 tracing::warn!(error = %e, "final audit checkpoint failed");
             }
         }
+        self.store_head();
         if let Err(e) = self.head_store.sync() {
             tracing::warn!(error = %e, "syncing the audit head failed");
         }
@@ -840,6 +880,18 @@ impl Journal {
             head: Mutex::new((0, String::new())),
             cfg: cfg.clone(),
         });
+        // The store's syncs wake the writer when records wait for them (`any_ready`).
+        let weak = Arc::downgrade(&shared);
+        head_store.on_sync(Arc::new(move || {
+            let Some(shared) = weak.upgrade() else {
+                return false;
+            };
+            let q = lock(&shared.queue);
+            if q.writer_waiting && !q.entries.is_empty() {
+                shared.wake.notify_one();
+            }
+            true
+        }));
         let io = |ctx: String| move |e: std::io::Error| AuditError::io(ctx, e);
 
         let mut segs = list_segments(dir)?;
@@ -983,6 +1035,8 @@ impl Journal {
             pos,
             needs_repair: false,
             last_checkpoint: Instant::now(),
+            head_unstored: None,
+            head_stored_at: Instant::now(),
             head_store,
             mirror,
             shared: shared.clone(),

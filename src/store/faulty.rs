@@ -85,6 +85,9 @@ impl Store for FaultyStore {
         self.w()?;
         self.inner.synced(ticket, wait)
     }
+    fn on_sync(&self, f: super::SyncListener) {
+        self.inner.on_sync(f)
+    }
 }
 
 #[cfg(test)]

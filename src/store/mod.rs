@@ -5,6 +5,7 @@
 //! except the few records that must be readable while sealed, which hold no secrets).
 
 pub mod faulty;
+pub mod prealloc;
 pub mod sled;
 pub mod wal;
 
@@ -76,7 +77,18 @@ pub trait Store: Send + Sync + 'static {
         let _ = (ticket, wait);
         Ok(true)
     }
+    /// Registers `f` to be called (on the syncing thread) after every sync that `synced`
+    /// may now see, failed ones included: a waiter can sleep on its own condition instead
+    /// of blocking in `synced`. `f` returns false once it is no longer wanted. `f` must not
+    /// write to the store. The default never calls it (its `sync_start` syncs at once); a
+    /// caller polls `synced` now and then all the same.
+    fn on_sync(&self, f: SyncListener) {
+        let _ = f;
+    }
 }
+
+/// See `Store::on_sync`.
+pub type SyncListener = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// A conformance suite any `Store` must pass. Called from each backend's tests.
 #[cfg(test)]

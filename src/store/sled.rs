@@ -325,6 +325,10 @@ impl Store for SledStore {
     fn synced(&self, ticket: u64, wait: std::time::Duration) -> StoreResult<bool> {
         self.shared.wal.synced(ticket, wait)
     }
+
+    fn on_sync(&self, f: super::SyncListener) {
+        self.shared.wal.on_sync(f)
+    }
 }
 
 #[cfg(test)]

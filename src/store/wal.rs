@@ -198,6 +198,7 @@ pub struct Tail {
     /// Set when the log and sled may disagree (a partial record that could not be cut off,
     /// or a logged write sled failed to apply): nothing more is written until a restart.
     broken: Option<String>,
+    prealloc: super::prealloc::Prealloc,
 }
 
 #[derive(Default)]
@@ -217,6 +218,8 @@ struct SyncState {
 }
 
 struct SyncShared {
+    /// Called after each published sync (see `Store::on_sync`).
+    listeners: Mutex<Vec<super::SyncListener>>,
     state: Mutex<SyncState>,
     /// Wakes the sync thread.
     work: Condvar,
@@ -239,6 +242,8 @@ impl Tail {
                 rec.len()
             )));
         }
+        self.prealloc
+            .before_append(&self.file, self.seg_bytes, rec.len() as u64);
         if let Err(e) = (&*self.file).write_all(&rec) {
             let msg = format!("writing the write-ahead log: {e}");
             if let Err(e2) = self.file.set_len(self.seg_bytes) {
@@ -279,8 +284,10 @@ impl Wal {
             written: 0,
             seg_bytes: 0,
             broken: None,
+            prealloc: Default::default(),
         }));
         let sync = Arc::new(SyncShared {
+            listeners: Mutex::new(Vec::new()),
             state: Mutex::new(SyncState::default()),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -329,6 +336,15 @@ impl Wal {
     /// returned ticket is what `synced` compares with.
     pub fn sync_start(&self) -> StoreResult<u64> {
         Ok(self.request()?.unwrap_or(0))
+    }
+
+    /// See `Store::on_sync`.
+    pub fn on_sync(&self, f: super::SyncListener) {
+        self.sync
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(f);
     }
 
     /// Whether everything up to `ticket` is durable; waits up to `wait` for it.
@@ -397,10 +413,14 @@ impl Wal {
         tail.file = Arc::new(file);
         tail.seg += 1;
         tail.seg_bytes = 0;
+        tail.prealloc = Default::default();
         // Everything written so far is durable: let waiting syncs through.
-        let mut st = lock(&self.sync.state)?;
-        st.synced = st.synced.max(tail.written);
+        {
+            let mut st = lock(&self.sync.state)?;
+            st.synced = st.synced.max(tail.written);
+        }
         self.sync.done.notify_all();
+        notify_listeners(&self.sync);
         Ok(closed)
     }
 
@@ -478,6 +498,12 @@ fn publish(sync: &SyncShared, upto: u64, res: Result<(), String>) {
     if waiters > 0 {
         sync.done.notify_all();
     }
+    notify_listeners(sync);
+}
+
+fn notify_listeners(sync: &SyncShared) {
+    let mut listeners = sync.listeners.lock().unwrap_or_else(|e| e.into_inner());
+    listeners.retain(|f| f());
 }
 
 fn open_segment(dir: &Path, n: u64) -> StoreResult<File> {
@@ -572,5 +598,51 @@ mod tests {
         assert_eq!(decode_segment(&s6).0.len(), 1);
         wal.remove_upto(5).unwrap();
         assert_eq!(segments(d.path()).unwrap(), vec![6]);
+    }
+
+    /// A listener hears of every sync, sees the ticket durable when it is called, and is
+    /// dropped once it says so.
+    #[test]
+    fn sync_listeners_are_called_after_the_sync_and_can_leave() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let d = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::create(d.path(), 1).unwrap());
+        let calls = Arc::new(AtomicU64::new(0));
+        let synced_at_call = Arc::new(AtomicU64::new(0));
+        {
+            let (calls, seen, w) = (calls.clone(), synced_at_call.clone(), Arc::downgrade(&wal));
+            wal.on_sync(Arc::new(move || {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                if let Some(w) = w.upgrade() {
+                    let t = w.sync.state.lock().unwrap().synced;
+                    seen.store(t, Ordering::SeqCst);
+                }
+                n < 2
+            }));
+        }
+        let mut first = 0;
+        for i in 0..3 {
+            wal.order().unwrap().append(&ops()).unwrap();
+            let ticket = wal.sync_start().unwrap();
+            assert!(wal
+                .synced(ticket, std::time::Duration::from_secs(10))
+                .unwrap());
+            if i == 0 {
+                first = ticket;
+            }
+            // the listener runs just after the waiters are woken
+            let t0 = std::time::Instant::now();
+            while calls.load(Ordering::SeqCst) < (i + 1).min(2)
+                && t0.elapsed() < std::time::Duration::from_secs(5)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        assert!(first > 0 && synced_at_call.load(Ordering::SeqCst) >= first);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "called until it returned false"
+        );
     }
 }
