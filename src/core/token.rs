@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+#[cfg(test)]
+use std::sync::Mutex;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
@@ -300,6 +302,34 @@ fn dur(secs: u64) -> String {
     super::kv::go_duration(secs)
 }
 
+/// Test hook: runs between a read of the token with this HMAC and the write (or cache
+/// fill) that follows it, to put a revoke in that window.
+#[cfg(test)]
+type RaceHook = (Option<[u8; 32]>, Option<Arc<dyn Fn() + Send + Sync>>);
+#[cfg(test)]
+static RACE_HOOK: Mutex<RaceHook> = Mutex::new((None, None));
+#[cfg(test)]
+fn set_race_hook(mac: [u8; 32], f: Arc<dyn Fn() + Send + Sync>) {
+    *RACE_HOOK.lock().unwrap_or_else(|p| p.into_inner()) = (Some(mac), Some(f));
+}
+#[cfg(test)]
+fn between_read_and_write(mac: &[u8; 32]) {
+    let hook = {
+        let h = RACE_HOOK.lock().unwrap_or_else(|p| p.into_inner());
+        if h.0.as_ref() == Some(mac) {
+            h.1.clone()
+        } else {
+            None
+        }
+    };
+    if let Some(f) = hook {
+        f();
+    }
+}
+#[cfg(not(test))]
+#[inline(always)]
+fn between_read_and_write(_mac: &[u8; 32]) {}
+
 fn lock_index(mac: &[u8; 32], n: usize) -> usize {
     (u16::from_be_bytes([mac[0], mac[1]]) as usize) % n
 }
@@ -388,33 +418,44 @@ impl Vault {
             }
             return Ok(e);
         }
-        let entry = self.token_load(&kr, &mac)?.ok_or(Error::BadToken)?;
-        if entry.expired(now) || !entry.cidr_allows(remote) {
-            return Err(Error::BadToken);
-        }
-        if entry.num_uses == 0 {
-            let e = Arc::new(entry);
-            self.token_cache
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(mac, e.clone());
-            return Ok(e);
+        {
+            // Shared with revocation: a revoke between this read and the cache fill would
+            // otherwise leave the revoked token in the cache.
+            let _r = self.revoke_shared();
+            let entry = self.token_load(&kr, &mac)?.ok_or(Error::BadToken)?;
+            if entry.expired(now) || !entry.cidr_allows(remote) {
+                return Err(Error::BadToken);
+            }
+            if entry.num_uses == 0 {
+                between_read_and_write(&mac);
+                let e = Arc::new(entry);
+                self.token_cache
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(mac, e.clone());
+                return Ok(e);
+            }
         }
         // Use-limited: count under the token's lock, durably, before serving.
         let _g = self.token_locks[lock_index(&mac, self.token_locks.len())]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let r = self.revoke_shared();
         let mut entry = self.token_load(&kr, &mac)?.ok_or(Error::BadToken)?;
-        if entry.num_uses == 0 {
+        if entry.num_uses == 0 || entry.expired(now) {
             return Err(Error::BadToken);
         }
         entry.num_uses -= 1;
+        between_read_and_write(&mac);
         if entry.num_uses == 0 {
             // The last use: revoke now (with descendants); this request is still served.
+            drop(r);
             self.revoke_tree_locked(&kr, &entry.accessor)?;
         } else {
+            // (A revoke waiting meanwhile finds the new count and deletes it.)
             self.store
                 .batch(self.token_put_ops(&kr, &mac, &entry, None)?)?;
+            drop(r);
             self.store.sync()?;
         }
         Ok(Arc::new(entry))
@@ -597,7 +638,9 @@ impl Vault {
 
         // A parent revoked meanwhile (on its last use by this very request, say) issues
         // nothing: its children would escape every cascade, and `num_uses == 0` would read
-        // as "unlimited" below.
+        // as "unlimited" below. Held shared to the write, so no revoke of the parent falls
+        // between this check and the child's parent index.
+        let _r = parent.map(|_| self.revoke_shared());
         if let Some(p) = parent {
             if self.mac_of_accessor(&p.accessor)?.is_none() {
                 return Err(Error::Forbidden("the parent token has been revoked".into()));
@@ -742,6 +785,7 @@ impl Vault {
         let _g = self.token_locks[lock_index(mac, self.token_locks.len())]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let r = self.revoke_shared();
         let old = self.token_load(kr, mac)?.ok_or(Error::BadToken)?;
         if old.expired(now) {
             return Err(Error::BadToken);
@@ -770,13 +814,17 @@ impl Vault {
         e.ttl = ttl;
         e.expire_at = Some(now + Duration::seconds(ttl as i64));
         e.last_renewal = Some(now);
+        between_read_and_write(mac);
         self.store
             .batch(self.token_put_ops(kr, mac, &e, Some(&old))?)?;
-        self.store.sync()?;
-        let mut cache = self.token_cache.write().unwrap_or_else(|p| p.into_inner());
-        if cache.contains_key(mac) {
-            cache.insert(*mac, Arc::new(e.clone()));
+        {
+            let mut cache = self.token_cache.write().unwrap_or_else(|p| p.into_inner());
+            if cache.contains_key(mac) {
+                cache.insert(*mac, Arc::new(e.clone()));
+            }
         }
+        drop(r);
+        self.store.sync()?;
         Ok((e, warnings))
     }
 
@@ -800,8 +848,15 @@ impl Vault {
         Ok(true)
     }
 
-    /// Deletes the token with `accessor` and every descendant in one atomic batch.
+    /// Shared side of `Vault::revoke_guard`.
+    fn revoke_shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.revoke_guard.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes the token with `accessor` and every descendant in one atomic batch, excluding
+    /// every read-then-write of a token meanwhile (`Vault::revoke_guard`); then syncs.
     fn revoke_tree_locked(&self, kr: &Keyring, accessor: &str) -> Result<()> {
+        let excl = self.revoke_guard.write().unwrap_or_else(|p| p.into_inner());
         let mut ops = Vec::new();
         let mut macs = Vec::new();
         let mut queue = vec![accessor.to_string()];
@@ -830,9 +885,8 @@ impl Vault {
             ops.push(Op::Delete(format!("{ACC}{acc}").into_bytes()));
             macs.push(mac);
         }
-        // Out of the cache first: from here on no request authenticates with these tokens.
-        // And again once they are gone from the store: a request that loaded one from the
-        // store in between may have put it back.
+        // Out of the cache first: from here on no request authenticates with these tokens
+        // (none can load them and cache them again meanwhile: the guard is held).
         let evict = || {
             let mut cache = self.token_cache.write().unwrap_or_else(|p| p.into_inner());
             for m in &macs {
@@ -843,6 +897,7 @@ impl Vault {
         if !ops.is_empty() {
             self.store.batch(ops)?;
             evict();
+            drop(excl);
             self.store.sync()?;
         }
         Ok(())
@@ -1125,6 +1180,65 @@ mod tests {
         }
         assert_eq!(ok.load(std::sync::atomic::Ordering::SeqCst), 25);
         assert!(f.v.authenticate(&t.token, None).is_err());
+    }
+
+    /// A revoke that falls between a use's (renewal's, cache fill's) read of a token and
+    /// its write is not undone by the write: the revoke waits for the write (the test hook
+    /// starts the revoke right after the read and gives it 100 ms), then deletes the token.
+    #[test]
+    fn a_revoke_between_a_read_and_its_write_stays_revoked() {
+        #[derive(Clone, Copy, Debug)]
+        enum Path {
+            Use,
+            Renew,
+            CacheFill,
+        }
+        let f = fixture();
+        for path in [Path::Use, Path::Renew, Path::CacheFill] {
+            let mut r = req(&["dev"], Some(600));
+            r.num_uses = if matches!(path, Path::Use) { 5 } else { 0 };
+            let t = f.v.token_create(&issuer(&f.root), r, None).unwrap();
+            let kr = f.v.keyring().unwrap();
+            let mac = kr.token_hmac(t.token.as_bytes());
+            let revoker = Arc::new(Mutex::new(None));
+            {
+                let (v, acc, revoker) = (f.v.clone(), t.entry.accessor.clone(), revoker.clone());
+                let fired = std::sync::atomic::AtomicBool::new(false);
+                set_race_hook(
+                    mac,
+                    Arc::new(move || {
+                        if fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                            return;
+                        }
+                        let (v, acc) = (v.clone(), acc.clone());
+                        let h = std::thread::spawn(move || v.token_revoke_accessor(&acc));
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        *revoker.lock().unwrap() = Some(h);
+                    }),
+                );
+            }
+            let served = match path {
+                Path::Use | Path::CacheFill => f.v.authenticate(&t.token, None).is_ok(),
+                Path::Renew => f.v.token_renew(&t.token, Some(60)).is_ok(),
+            };
+            set_race_hook(mac, Arc::new(|| {}));
+            assert!(served, "{path:?}: the request that started first is served");
+            let h = revoker.lock().unwrap().take().expect("the hook ran");
+            assert!(
+                h.join().unwrap().unwrap(),
+                "{path:?}: the revoke found the token"
+            );
+            assert!(
+                f.v.token_load(&kr, &mac).unwrap().is_none(),
+                "{path:?}: the write brought the revoked token back"
+            );
+            assert!(f.v.authenticate(&t.token, None).is_err(), "{path:?}");
+            assert!(f
+                .v
+                .token_lookup_accessor(&t.entry.accessor)
+                .unwrap()
+                .is_none());
+        }
     }
 
     #[test]

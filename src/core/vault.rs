@@ -80,6 +80,11 @@ pub struct Vault {
     pub(crate) token_cache: RwLock<HashMap<[u8; 32], Arc<TokenEntry>>>,
     /// Serializes use-counting, renewal and revocation of one token (striped by HMAC).
     pub(crate) token_locks: Vec<Mutex<()>>,
+    /// Revocation takes it exclusively; every path that reads a token and then writes or
+    /// caches it (a use, a renewal, a cache fill, a child's create) takes it shared, so a
+    /// revoke cannot fall between the read and the write and be undone by it. Taken after
+    /// a token lock, never before one.
+    pub(crate) revoke_guard: RwLock<()>,
     /// Parsed policies by name, and ACLs by policy set; cleared on any policy write.
     pub(crate) policy_cache: RwLock<HashMap<String, Arc<Policy>>>,
     pub(crate) acl_cache: RwLock<HashMap<Vec<String>, Arc<Acl>>>,
@@ -121,6 +126,7 @@ impl Vault {
             token_cache: RwLock::new(HashMap::new()),
             kv_locks: (0..64).map(|_| Mutex::new(())).collect(),
             token_locks: (0..64).map(|_| Mutex::new(())).collect(),
+            revoke_guard: RwLock::new(()),
             policy_cache: RwLock::new(HashMap::new()),
             acl_cache: RwLock::new(HashMap::new()),
             policy_gen: std::sync::atomic::AtomicU64::new(0),

@@ -36,17 +36,33 @@ pub struct SledStore {
     checkpointer: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How long `open` waits for sled's file lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`. `cache_bytes` bounds sled's page cache.
     /// Replays what a crash left in the write-ahead log first.
     pub fn open(dir: &Path, cache_bytes: u64) -> StoreResult<Self> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             // Durability is the log's; sled is flushed at checkpoints only.
-            .flush_every_ms(None)
-            .open()
-            .map_err(io)?;
+            .flush_every_ms(None);
+        // sled locks its file (flock). A store closed a moment ago may still hold the lock
+        // briefly (sled's I/O threads finishing, or a child process forked meanwhile that
+        // has not exec'd yet): retry for a few seconds before calling the store busy.
+        let started = std::time::Instant::now();
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && started.elapsed() < LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(io)?,
+            }
+        };
         let wal_dir = dir.join(WAL_DIR);
         let existing = wal::segments(&wal_dir)?;
         let mut replayed = 0usize;
