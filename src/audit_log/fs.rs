@@ -31,31 +31,16 @@ pub trait SegmentFile: Send {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdFs;
 
-struct StdSegment {
-    file: File,
-    len: u64,
-    prealloc: crate::store::prealloc::Prealloc,
-}
+struct StdSegment(File);
 
-impl StdSegment {
-    fn open(path: &Path) -> io::Result<StdSegment> {
-        let file = OpenOptions::new()
+impl JournalFs for StdFs {
+    fn open_segment(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        let f = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)?;
-        let len = file.metadata()?.len();
-        Ok(StdSegment {
-            file,
-            len,
-            prealloc: Default::default(),
-        })
-    }
-}
-
-impl JournalFs for StdFs {
-    fn open_segment(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
-        Ok(Box::new(StdSegment::open(path)?))
+        Ok(Box::new(StdSegment(f)))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
@@ -67,24 +52,14 @@ impl JournalFs for StdFs {
 
 impl SegmentFile for StdSegment {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.prealloc
-            .before_append(&self.file, self.len, buf.len() as u64);
-        let res = self.file.write_all(buf);
-        // After a partial write the length is unknown: ask the file (the writer truncates).
-        self.len = match &res {
-            Ok(()) => self.len + buf.len() as u64,
-            Err(_) => self.file.metadata().map(|m| m.len()).unwrap_or(self.len),
-        };
-        res
+        self.0.write_all(buf)
     }
     fn sync_data(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        self.0.sync_data()
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)?;
-        self.len = len;
-        self.prealloc = Default::default();
-        self.file.sync_all()
+        self.0.set_len(len)?;
+        self.0.sync_all()
     }
 }
 
@@ -150,8 +125,13 @@ impl JournalFs for FaultyFs {
         if self.faults.fail_writes.load(Ordering::SeqCst) {
             return Err(injected("open"));
         }
+        let f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
         Ok(Box::new(FaultySegment {
-            inner: StdSegment::open(path)?,
+            inner: StdSegment(f),
             faults: self.faults.clone(),
         }))
     }

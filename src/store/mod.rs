@@ -5,7 +5,6 @@
 //! except the few records that must be readable while sealed, which hold no secrets).
 
 pub mod faulty;
-pub mod prealloc;
 pub mod sled;
 pub mod wal;
 

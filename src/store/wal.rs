@@ -198,7 +198,6 @@ pub struct Tail {
     /// Set when the log and sled may disagree (a partial record that could not be cut off,
     /// or a logged write sled failed to apply): nothing more is written until a restart.
     broken: Option<String>,
-    prealloc: super::prealloc::Prealloc,
 }
 
 #[derive(Default)]
@@ -242,8 +241,6 @@ impl Tail {
                 rec.len()
             )));
         }
-        self.prealloc
-            .before_append(&self.file, self.seg_bytes, rec.len() as u64);
         if let Err(e) = (&*self.file).write_all(&rec) {
             let msg = format!("writing the write-ahead log: {e}");
             if let Err(e2) = self.file.set_len(self.seg_bytes) {
@@ -284,7 +281,6 @@ impl Wal {
             written: 0,
             seg_bytes: 0,
             broken: None,
-            prealloc: Default::default(),
         }));
         let sync = Arc::new(SyncShared {
             listeners: Mutex::new(Vec::new()),
@@ -413,7 +409,6 @@ impl Wal {
         tail.file = Arc::new(file);
         tail.seg += 1;
         tail.seg_bytes = 0;
-        tail.prealloc = Default::default();
         // Everything written so far is durable: let waiting syncs through.
         {
             let mut st = lock(&self.sync.state)?;
