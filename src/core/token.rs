@@ -856,7 +856,15 @@ impl Vault {
     /// Deletes the token with `accessor` and every descendant in one atomic batch, excluding
     /// every read-then-write of a token meanwhile (`Vault::revoke_guard`); then syncs.
     fn revoke_tree_locked(&self, kr: &Keyring, accessor: &str) -> Result<()> {
-        let excl = self.revoke_guard.write().unwrap_or_else(|p| p.into_inner());
+        if self.revoke_tree_unsynced(kr, accessor)? {
+            self.store.sync()?;
+        }
+        Ok(())
+    }
+
+    /// `revoke_tree_locked` without the sync; true if anything was deleted.
+    fn revoke_tree_unsynced(&self, kr: &Keyring, accessor: &str) -> Result<bool> {
+        let _excl = self.revoke_guard.write().unwrap_or_else(|p| p.into_inner());
         let mut ops = Vec::new();
         let mut macs = Vec::new();
         let mut queue = vec![accessor.to_string()];
@@ -894,13 +902,12 @@ impl Vault {
             }
         };
         evict();
-        if !ops.is_empty() {
-            self.store.batch(ops)?;
-            evict();
-            drop(excl);
-            self.store.sync()?;
+        if ops.is_empty() {
+            return Ok(false);
         }
-        Ok(())
+        self.store.batch(ops)?;
+        evict();
+        Ok(true)
     }
 
     /// Revokes every token that has expired by `now`; returns how many trees were removed.
@@ -921,7 +928,8 @@ impl Vault {
             if secs > now.timestamp() {
                 break; // keys are ordered by expiry
             }
-            self.revoke_tree_locked(&kr, acc)?;
+            // one sync for the whole pass, not one per token
+            self.revoke_tree_unsynced(&kr, acc)?;
             self.store.delete(&k)?;
             n += 1;
         }
