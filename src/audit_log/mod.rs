@@ -33,13 +33,17 @@
 //! is truncated back to the last durable offset before anything else is written, so the chain
 //! goes on without a gap or a half record.
 //!
-//! The head `(seq, hash)` is also `put` into the store under `audit/head` after every batch,
-//! without a store `sync` of its own: the journal file is the durable source of truth, the
-//! stored head only lets `open` and `verify` notice a truncated tail. It reaches the disk with
-//! the store's next flush (any acknowledged KV write, or sled's 1 s background flush), and is
-//! synced at a clean close. So a head behind the journal is normal, a head ahead of it is a
-//! truncation; records appended within the last second before a crash are covered by the
-//! journal and the signed checkpoints only.
+//! The head `(seq, hash)` is also `put` into the store under `audit/head`, at most every
+//! 50 ms while batches stream in and whenever the writer goes idle, without a store `sync`
+//! of its own: the journal file is the durable source of truth, the stored head only lets
+//! `open` and `verify` notice a truncated tail. It reaches the disk with the store's next
+//! sync (any acknowledged write), and is synced at a clean close. So a head behind the
+//! journal is normal, a head ahead of it is a truncation; records appended shortly before a
+//! crash are covered by the journal and the signed checkpoints only.
+//!
+//! A record that reports a change (`append_after_store_sync`) waits in the queue until the
+//! store has synced that change; the writer does not block on it: the store calls it back
+//! after each sync (`Store::on_sync`), and records of other requests are written meanwhile.
 pub mod config;
 pub mod export;
 pub mod fs;
