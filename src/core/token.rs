@@ -207,17 +207,30 @@ pub fn generate_token() -> Zeroizing<String> {
     ))
 }
 
-/// 24 letters and digits (about 143 random bits), like Vault's accessors: never starting
-/// with '-', which a command line would take for a flag. Drawn from the thread's CSPRNG
-/// (ChaCha, seeded and reseeded from the OS): one `getrandom` per character from `OsRng`
-/// was measurable on the token-create path.
+/// 24 letters and digits, like Vault's accessors (never starting with '-', which a command
+/// line would take for a flag): 9 that count microseconds since 1970 in base 62 (digits,
+/// then upper, then lower case: ASCII order, so later accessors sort after earlier ones),
+/// then 15 random ones (about 89 bits) from the thread's CSPRNG (ChaCha, seeded and
+/// reseeded from the OS). The store's indexes keyed by accessor (accessor -> token, a
+/// parent's children, expiries) then grow at their end instead of at random places, which
+/// kept token creation in cache on a large store.
 pub fn generate_accessor() -> String {
     use rand::Rng;
-    rand::thread_rng()
-        .sample_iter(&rand::distributions::Alphanumeric)
-        .take(24)
-        .map(char::from)
-        .collect()
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    let mut out = [0u8; 24];
+    for c in out[..9].iter_mut().rev() {
+        *c = DIGITS[(micros % 62) as usize];
+        micros /= 62;
+    }
+    let mut rng = rand::thread_rng();
+    for c in out[9..].iter_mut() {
+        *c = rng.sample(rand::distributions::Alphanumeric);
+    }
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// What a caller asks for when creating a token.
@@ -1137,6 +1150,11 @@ mod tests {
             assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
             assert!(seen.insert(a));
         }
+        // later ones sort after earlier ones
+        let a = generate_accessor();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = generate_accessor();
+        assert!(a < b, "{a} {b}");
     }
 
     #[test]
