@@ -73,7 +73,7 @@ pub struct InitOutput {
 pub struct Vault {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
-    alg: RwLock<Algorithm>,
+    alg: Algorithm,
     state: RwLock<State>,
     auto_unseal: Option<Key>,
     /// Token HMAC -> entry, for tokens without a use limit. Cleared on seal and revoke.
@@ -120,7 +120,7 @@ impl Vault {
         Ok(Vault {
             store,
             clock,
-            alg: RwLock::new(alg),
+            alg,
             state: RwLock::new(state),
             auto_unseal,
             token_cache: RwLock::new(HashMap::new()),
@@ -211,7 +211,7 @@ impl Vault {
         let keys = shamir::split(&root, shares as usize, threshold as usize)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let now = self.clock.now();
-        let alg = *self.alg.read().unwrap_or_else(|p| p.into_inner());
+        let alg = self.alg;
         let keyring = Keyring::new(now, alg);
         let token = match root_token {
             Some(t) => Zeroizing::new(t.to_string()),
@@ -320,8 +320,7 @@ impl Vault {
             .store
             .get(KEYRING)?
             .ok_or_else(|| Error::Internal("keyring record missing".into()))?;
-        let alg = *self.alg.read().unwrap_or_else(|p| p.into_inner());
-        Ok(Keyring::from_envelope(root, &env, alg).ok())
+        Ok(Keyring::from_envelope(root, &env, self.alg).ok())
     }
 
     /// Unseals with the configured auto-unseal key, if any. `Ok(false)` when none is configured.

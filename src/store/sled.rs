@@ -138,11 +138,6 @@ impl SledStore {
         })
     }
 
-    /// Bytes on disk, for status output.
-    pub fn size_on_disk(&self) -> u64 {
-        self.shared.db.size_on_disk().unwrap_or(0)
-    }
-
     /// Flushes sled and drops the log segments it now covers.
     pub fn checkpoint(&self) -> StoreResult<()> {
         self.shared.checkpoint()
