@@ -1,12 +1,20 @@
 //! Tokens: issue, authenticate, look up, renew, revoke (with descendants), tidy; token roles.
 //!
-//! Tokens are 256-bit random strings with the `arca.` prefix. Only their HMAC (under a
-//! keyring subkey) is stored. Store layout:
-//! - `tok/id/<hmac hex>`                  the entry (encrypted)
-//! - `tok/acc/<accessor>`                 -> hmac hex (accessor index)
+//! Tokens are 256-bit random strings with the `arca.` prefix that also carry their
+//! accessor: `arca.<accessor>.<43 base64url characters>`. Only their HMAC (under a keyring
+//! subkey) is stored. Store layout:
+//! - `tok/acc/<accessor>`                 the entry, encrypted: token HMAC, then JSON
+//! - `tok/id/<hmac hex>`                  -> accessor, only for tokens that do not carry
+//!   their accessor (a root token chosen by the operator, tokens from before `tok/layout`)
 //! - `tok/parent/<parent acc>/<child acc>` children, for cascading revocation
 //! - `tok/exp/<unix secs, 20 digits>/<accessor>` expiry index, for tidy
+//! - `tok/layout`                         "2" once every entry is stored by accessor
 //! - `tokrole/<name>`                     token roles (encrypted)
+//!
+//! Accessors begin with their creation time, so a new token's three keys (entry, parent
+//! index, expiry index) all land at the end of their ranges: no insert at a random place of
+//! a large store. A presented token is found by the accessor it carries, and accepted only
+//! if the HMAC stored with the entry matches (constant-time comparison).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -32,6 +40,9 @@ pub const SYSTEM_MAX_TTL: u64 = 2_764_800;
 
 const ID: &str = "tok/id/";
 const ACC: &str = "tok/acc/";
+/// Marks a store whose entries are all under `ACC` (see `Vault::token_layout_upgrade`).
+pub(crate) const LAYOUT: &[u8] = b"tok/layout";
+pub(crate) const LAYOUT_NOW: &[u8] = b"2";
 const PARENT: &str = "tok/parent/";
 const EXP: &str = "tok/exp/";
 const ROLE: &str = "tokrole/";
@@ -198,13 +209,39 @@ pub fn normalize_cidrs(list: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// 256-bit random token with the `arca.` prefix.
+/// 256-bit random token with the `arca.` prefix that does not carry an accessor (the
+/// dev server's root token, kept across restarts; it is found through the HMAC index).
 pub fn generate_token() -> Zeroizing<String> {
     let k = Key::generate();
     Zeroizing::new(format!(
         "arca.{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.expose())
     ))
+}
+
+/// A new token for the entry with `accessor`: `arca.<accessor>.<256 random bits, base64url>`.
+/// Knowing a token's accessor grants nothing (lookup-self shows it to the token's holder
+/// anyway); the accessor does not lead to the token.
+pub fn generate_token_for(accessor: &str) -> Zeroizing<String> {
+    let k = Key::generate();
+    let mut t = Zeroizing::new(String::with_capacity(5 + 24 + 1 + 43));
+    t.push_str("arca.");
+    t.push_str(accessor);
+    t.push('.');
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(k.expose(), &mut t);
+    t
+}
+
+/// The accessor a token carries (`generate_token_for`'s shape), if it has one.
+fn accessor_in(token: &str) -> Option<&str> {
+    let (acc, secret) = token.strip_prefix("arca.")?.split_once('.')?;
+    (acc.len() == 24
+        && acc.bytes().all(|b| b.is_ascii_alphanumeric())
+        && secret.len() == 43
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then_some(acc)
 }
 
 /// 24 letters and digits, like Vault's accessors (never starting with '-', which a command
@@ -343,73 +380,191 @@ fn between_read_and_write(mac: &[u8; 32]) {
 #[inline(always)]
 fn between_read_and_write(_mac: &[u8; 32]) {}
 
-fn lock_index(mac: &[u8; 32], n: usize) -> usize {
-    (u16::from_be_bytes([mac[0], mac[1]]) as usize) % n
+fn lock_index(accessor: &str, n: usize) -> usize {
+    // The accessor's last characters are random.
+    let h = accessor
+        .bytes()
+        .rev()
+        .take(4)
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    h % n
 }
 
-fn id_loc(id: &str) -> Location<'_> {
+/// Where an entry is sealed: bound to its accessor, so it cannot be moved to another.
+fn entry_loc(accessor: &str) -> Location<'_> {
+    Location::new("token-entry", "auth/token", accessor, 0)
+}
+
+/// Where entries were sealed before `tok/layout` 2: bound to the token's HMAC.
+fn legacy_loc(id: &str) -> Location<'_> {
     Location::new("token", "auth/token", id, 0)
 }
 
+fn valid_accessor(accessor: &str) -> bool {
+    !accessor.is_empty() && !accessor.contains('/') && accessor.len() <= 128
+}
+
+fn same_mac(a: &[u8], b: &[u8; 32]) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(a, &b[..]))
+}
+
 impl Vault {
-    /// The store ops that write `entry` for the token with HMAC `mac`.
+    /// The store ops that write `entry` for the token with HMAC `mac`; `old` is the entry
+    /// it replaces (None on creation). `by_mac`: the token does not carry its accessor, so
+    /// it is also indexed by its HMAC.
     pub(crate) fn token_put_ops(
         &self,
         kr: &Keyring,
         mac: &[u8; 32],
         entry: &TokenEntry,
         old: Option<&TokenEntry>,
+        by_mac: bool,
     ) -> Result<Vec<Op>> {
-        let id = hex::encode(mac);
-        let json = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
-        let mut ops = vec![
-            Op::Put(
-                format!("{ID}{id}").into_bytes(),
-                kr.seal(label::TOKEN_STORE, &id_loc(&id), &json),
-            ),
-            Op::Put(
-                format!("{ACC}{}", entry.accessor).into_bytes(),
-                id.clone().into_bytes(),
-            ),
-        ];
-        if let Some(p) = &entry.parent {
+        let acc = &entry.accessor;
+        let mut plain = Zeroizing::new(Vec::with_capacity(512));
+        plain.extend_from_slice(mac);
+        serde_json::to_writer(&mut *plain, entry).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut ops = Vec::with_capacity(4);
+        ops.push(Op::Put(
+            format!("{ACC}{acc}").into_bytes(),
+            kr.seal(label::TOKEN_STORE, &entry_loc(acc), &plain),
+        ));
+        if by_mac {
             ops.push(Op::Put(
-                format!("{PARENT}{p}/{}", entry.accessor).into_bytes(),
-                Vec::new(),
+                format!("{ID}{}", hex::encode(mac)).into_bytes(),
+                acc.clone().into_bytes(),
             ));
         }
-        if let Some(old_exp) = old.and_then(|o| o.expire_at) {
-            ops.push(Op::Delete(exp_key(old_exp, &entry.accessor)));
-        }
-        if let Some(e) = entry.expire_at {
-            ops.push(Op::Put(exp_key(e, &entry.accessor), Vec::new()));
+        match old {
+            None => {
+                if let Some(p) = &entry.parent {
+                    ops.push(Op::Put(
+                        format!("{PARENT}{p}/{acc}").into_bytes(),
+                        Vec::new(),
+                    ));
+                }
+                if let Some(e) = entry.expire_at {
+                    ops.push(Op::Put(exp_key(e, acc), Vec::new()));
+                }
+            }
+            Some(o) if o.expire_at != entry.expire_at => {
+                if let Some(e) = o.expire_at {
+                    ops.push(Op::Delete(exp_key(e, acc)));
+                }
+                if let Some(e) = entry.expire_at {
+                    ops.push(Op::Put(exp_key(e, acc), Vec::new()));
+                }
+            }
+            Some(_) => {}
         }
         Ok(ops)
     }
 
-    fn token_load(&self, kr: &Keyring, mac: &[u8; 32]) -> Result<Option<TokenEntry>> {
-        let id = hex::encode(mac);
-        let Some(env) = self.store.get(format!("{ID}{id}").as_bytes())? else {
-            return Ok(None);
-        };
-        let json = kr.open(label::TOKEN_STORE, &id_loc(&id), &env)?;
-        serde_json::from_slice(&json)
-            .map(Some)
-            .map_err(|e| Error::Internal(format!("token record: {e}")))
-    }
-
-    fn mac_of_accessor(&self, accessor: &str) -> Result<Option<[u8; 32]>> {
-        if accessor.is_empty() || accessor.contains('/') {
+    /// The entry stored under `accessor`, with the HMAC of its token.
+    fn token_load_acc(
+        &self,
+        kr: &Keyring,
+        accessor: &str,
+    ) -> Result<Option<([u8; 32], TokenEntry)>> {
+        if !valid_accessor(accessor) {
             return Ok(None);
         }
-        let Some(hexid) = self.store.get(format!("{ACC}{accessor}").as_bytes())? else {
+        let Some(env) = self.store.get(format!("{ACC}{accessor}").as_bytes())? else {
             return Ok(None);
         };
-        let raw =
-            hex::decode(&hexid).map_err(|_| Error::Internal("accessor index corrupt".into()))?;
-        raw.try_into()
-            .map(Some)
-            .map_err(|_| Error::Internal("accessor index corrupt".into()))
+        let plain = Zeroizing::new(kr.open(label::TOKEN_STORE, &entry_loc(accessor), &env)?);
+        if plain.len() < 32 {
+            return Err(Error::Internal("token record too short".into()));
+        }
+        let mut mac = [0u8; 32];
+        mac.copy_from_slice(&plain[..32]);
+        let entry = serde_json::from_slice(&plain[32..])
+            .map_err(|e| Error::Internal(format!("token record: {e}")))?;
+        Ok(Some((mac, entry)))
+    }
+
+    /// Whether a token with `accessor` exists (expired or not), without decrypting it.
+    fn token_exists(&self, accessor: &str) -> Result<bool> {
+        Ok(valid_accessor(accessor)
+            && self
+                .store
+                .get(format!("{ACC}{accessor}").as_bytes())?
+                .is_some())
+    }
+
+    /// The entry of `token` (whose HMAC is `mac`): found by the accessor the token carries,
+    /// else through the HMAC index; only if the stored HMAC matches.
+    fn token_load(&self, kr: &Keyring, token: &str, mac: &[u8; 32]) -> Result<Option<TokenEntry>> {
+        if let Some(acc) = accessor_in(token) {
+            if let Some((m, e)) = self.token_load_acc(kr, acc)? {
+                if same_mac(&m, mac) {
+                    return Ok(Some(e));
+                }
+            }
+        }
+        let Some(acc) = self
+            .store
+            .get(format!("{ID}{}", hex::encode(mac)).as_bytes())?
+        else {
+            return Ok(None);
+        };
+        let acc = String::from_utf8(acc).map_err(|_| Error::Internal("token index".into()))?;
+        Ok(match self.token_load_acc(kr, &acc)? {
+            Some((m, e)) if same_mac(&m, mac) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// Moves entries stored before `tok/layout` 2 (`tok/id/<hmac>` = entry, `tok/acc/<acc>`
+    /// = hmac) to the present layout, in batches, then marks the store. Runs at unseal (it
+    /// needs the keyring); a store already marked costs one read. Safe to interrupt: a moved
+    /// entry is not moved again.
+    pub(crate) fn token_layout_upgrade(&self) -> Result<usize> {
+        if self.store.get(LAYOUT)?.as_deref() == Some(LAYOUT_NOW) {
+            return Ok(0);
+        }
+        let kr = self.keyring()?;
+        let _excl = self.revoke_guard.write().unwrap_or_else(|p| p.into_inner());
+        let mut moved = 0;
+        let mut ops = Vec::new();
+        for (k, v) in self.store.scan_prefix(ACC.as_bytes())? {
+            let is_old = v.len() == 64 && v.iter().all(u8::is_ascii_hexdigit);
+            if !is_old {
+                continue;
+            }
+            let acc = String::from_utf8_lossy(&k[ACC.len()..]).into_owned();
+            let id = String::from_utf8_lossy(&v).into_owned();
+            let mut mac = [0u8; 32];
+            hex::decode_to_slice(&id, &mut mac)
+                .map_err(|_| Error::Internal("token index".into()))?;
+            let Some(env) = self.store.get(format!("{ID}{id}").as_bytes())? else {
+                ops.push(Op::Delete(k)); // an index left by an interrupted revoke
+                continue;
+            };
+            let json = Zeroizing::new(kr.open(label::TOKEN_STORE, &legacy_loc(&id), &env)?);
+            let mut plain = Zeroizing::new(Vec::with_capacity(32 + json.len()));
+            plain.extend_from_slice(&mac);
+            plain.extend_from_slice(&json);
+            ops.push(Op::Put(
+                k,
+                kr.seal(label::TOKEN_STORE, &entry_loc(&acc), &plain),
+            ));
+            ops.push(Op::Put(format!("{ID}{id}").into_bytes(), acc.into_bytes()));
+            moved += 1;
+            if ops.len() >= 1024 {
+                self.store.batch(std::mem::take(&mut ops))?;
+            }
+        }
+        ops.push(Op::Put(LAYOUT.to_vec(), LAYOUT_NOW.to_vec()));
+        self.store.batch(ops)?;
+        self.store.sync()?;
+        if moved > 0 {
+            tracing::info!(
+                tokens = moved,
+                "token entries moved to the accessor-keyed layout"
+            );
+        }
+        Ok(moved)
     }
 
     /// Authenticates a token presented with a request from `remote`. Expired, revoked,
@@ -431,11 +586,11 @@ impl Vault {
             }
             return Ok(e);
         }
-        {
+        let accessor = {
             // Shared with revocation: a revoke between this read and the cache fill would
             // otherwise leave the revoked token in the cache.
             let _r = self.revoke_shared();
-            let entry = self.token_load(&kr, &mac)?.ok_or(Error::BadToken)?;
+            let entry = self.token_load(&kr, token, &mac)?.ok_or(Error::BadToken)?;
             if entry.expired(now) || !entry.cidr_allows(remote) {
                 return Err(Error::BadToken);
             }
@@ -448,16 +603,18 @@ impl Vault {
                     .insert(mac, e.clone());
                 return Ok(e);
             }
-        }
+            entry.accessor
+        };
         // Use-limited: count under the token's lock, durably, before serving.
-        let _g = self.token_locks[lock_index(&mac, self.token_locks.len())]
+        let _g = self.token_locks[lock_index(&accessor, self.token_locks.len())]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let r = self.revoke_shared();
-        let mut entry = self.token_load(&kr, &mac)?.ok_or(Error::BadToken)?;
-        if entry.num_uses == 0 || entry.expired(now) {
+        let old = self.token_load(&kr, token, &mac)?.ok_or(Error::BadToken)?;
+        if old.num_uses == 0 || old.expired(now) {
             return Err(Error::BadToken);
         }
+        let mut entry = old.clone();
         entry.num_uses -= 1;
         between_read_and_write(&mac);
         if entry.num_uses == 0 {
@@ -467,7 +624,7 @@ impl Vault {
         } else {
             // (A revoke waiting meanwhile finds the new count and deletes it.)
             self.store
-                .batch(self.token_put_ops(&kr, &mac, &entry, None)?)?;
+                .batch(self.token_put_ops(&kr, &mac, &entry, Some(&old), false)?)?;
             drop(r);
             self.store.sync()?;
         }
@@ -500,7 +657,7 @@ impl Vault {
     pub fn token_lookup(&self, token: &str) -> Result<TokenEntry> {
         let kr = self.keyring()?;
         let e = self
-            .token_load(&kr, &kr.token_hmac(token.as_bytes()))?
+            .token_load(&kr, token, &kr.token_hmac(token.as_bytes()))?
             .ok_or(Error::BadToken)?;
         if e.expired(self.now()) {
             return Err(Error::BadToken);
@@ -510,11 +667,9 @@ impl Vault {
 
     pub fn token_lookup_accessor(&self, accessor: &str) -> Result<Option<TokenEntry>> {
         let kr = self.keyring()?;
-        let Some(mac) = self.mac_of_accessor(accessor)? else {
-            return Ok(None);
-        };
         Ok(self
-            .token_load(&kr, &mac)?
+            .token_load_acc(&kr, accessor)?
+            .map(|(_, e)| e)
             .filter(|e| !e.expired(self.now())))
     }
 
@@ -655,7 +810,7 @@ impl Vault {
         // between this check and the child's parent index.
         let _r = parent.map(|_| self.revoke_shared());
         if let Some(p) = parent {
-            if self.mac_of_accessor(&p.accessor)?.is_none() {
+            if !self.token_exists(&p.accessor)? {
                 return Err(Error::Forbidden("the parent token has been revoked".into()));
             }
         }
@@ -755,10 +910,10 @@ impl Vault {
             last_renewal: None,
             auth_method: issuer.auth_method.to_string(),
         };
-        let token = generate_token();
+        let token = generate_token_for(&entry.accessor);
         let mac = kr.token_hmac(token.as_bytes());
         self.store
-            .batch(self.token_put_ops(&kr, &mac, &entry, None)?)?;
+            .batch(self.token_put_ops(&kr, &mac, &entry, None, false)?)?;
         Ok(Issued {
             token,
             entry,
@@ -766,8 +921,8 @@ impl Vault {
         })
     }
 
-    /// Renews the token with HMAC of `token` by `increment` seconds (or its last TTL).
-    /// Never past its max; says so in a warning.
+    /// Renews `token` by `increment` seconds (or its last TTL). Never past its max; says
+    /// so in a warning.
     pub fn token_renew(
         &self,
         token: &str,
@@ -775,7 +930,11 @@ impl Vault {
     ) -> Result<(TokenEntry, Vec<String>)> {
         let kr = self.keyring()?;
         let mac = kr.token_hmac(token.as_bytes());
-        self.token_renew_mac(&kr, &mac, increment)
+        let acc = self
+            .token_load(&kr, token, &mac)?
+            .ok_or(Error::BadToken)?
+            .accessor;
+        self.token_renew_acc(&kr, &acc, increment)
     }
 
     pub fn token_renew_accessor(
@@ -784,22 +943,21 @@ impl Vault {
         increment: Option<u64>,
     ) -> Result<(TokenEntry, Vec<String>)> {
         let kr = self.keyring()?;
-        let mac = self.mac_of_accessor(accessor)?.ok_or(Error::BadToken)?;
-        self.token_renew_mac(&kr, &mac, increment)
+        self.token_renew_acc(&kr, accessor, increment)
     }
 
-    fn token_renew_mac(
+    fn token_renew_acc(
         &self,
         kr: &Keyring,
-        mac: &[u8; 32],
+        accessor: &str,
         increment: Option<u64>,
     ) -> Result<(TokenEntry, Vec<String>)> {
         let now = self.now();
-        let _g = self.token_locks[lock_index(mac, self.token_locks.len())]
+        let _g = self.token_locks[lock_index(accessor, self.token_locks.len())]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let r = self.revoke_shared();
-        let old = self.token_load(kr, mac)?.ok_or(Error::BadToken)?;
+        let (mac, old) = self.token_load_acc(kr, accessor)?.ok_or(Error::BadToken)?;
         if old.expired(now) {
             return Err(Error::BadToken);
         }
@@ -827,13 +985,13 @@ impl Vault {
         e.ttl = ttl;
         e.expire_at = Some(now + Duration::seconds(ttl as i64));
         e.last_renewal = Some(now);
-        between_read_and_write(mac);
+        between_read_and_write(&mac);
         self.store
-            .batch(self.token_put_ops(kr, mac, &e, Some(&old))?)?;
+            .batch(self.token_put_ops(kr, &mac, &e, Some(&old), false)?)?;
         {
             let mut cache = self.token_cache.write().unwrap_or_else(|p| p.into_inner());
-            if cache.contains_key(mac) {
-                cache.insert(*mac, Arc::new(e.clone()));
+            if cache.contains_key(&mac) {
+                cache.insert(mac, Arc::new(e.clone()));
             }
         }
         drop(r);
@@ -845,7 +1003,7 @@ impl Vault {
     pub fn token_revoke(&self, token: &str) -> Result<()> {
         let kr = self.keyring()?;
         let mac = kr.token_hmac(token.as_bytes());
-        let Some(e) = self.token_load(&kr, &mac)? else {
+        let Some(e) = self.token_load(&kr, token, &mac)? else {
             return Ok(());
         };
         self.revoke_tree_locked(&kr, &e.accessor)
@@ -854,7 +1012,7 @@ impl Vault {
     /// Revokes by accessor; `Ok(false)` when no such token.
     pub fn token_revoke_accessor(&self, accessor: &str) -> Result<bool> {
         let kr = self.keyring()?;
-        if self.mac_of_accessor(accessor)?.is_none() {
+        if !self.token_exists(accessor)? {
             return Ok(false);
         }
         self.revoke_tree_locked(&kr, accessor)?;
@@ -891,17 +1049,17 @@ impl Vault {
                 ops.push(Op::Delete(k.clone()));
                 queue.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
             }
-            let Some(mac) = self.mac_of_accessor(&acc)? else {
+            let Some((mac, e)) = self.token_load_acc(kr, &acc)? else {
                 continue;
             };
-            if let Some(e) = self.token_load(kr, &mac)? {
-                if let Some(exp) = e.expire_at {
-                    ops.push(Op::Delete(exp_key(exp, &acc)));
-                }
-                if let Some(p) = &e.parent {
-                    ops.push(Op::Delete(format!("{PARENT}{p}/{acc}").into_bytes()));
-                }
+            if let Some(exp) = e.expire_at {
+                ops.push(Op::Delete(exp_key(exp, &acc)));
             }
+            if let Some(p) = &e.parent {
+                ops.push(Op::Delete(format!("{PARENT}{p}/{acc}").into_bytes()));
+            }
+            // (only a token that does not carry its accessor has this index; the entry does
+            // not say which, so it is deleted in any case)
             ops.push(Op::Delete(format!("{ID}{}", hex::encode(mac)).into_bytes()));
             ops.push(Op::Delete(format!("{ACC}{acc}").into_bytes()));
             macs.push(mac);
@@ -1255,7 +1413,7 @@ mod tests {
                 "{path:?}: the revoke found the token"
             );
             assert!(
-                f.v.token_load(&kr, &mac).unwrap().is_none(),
+                f.v.token_load(&kr, &t.token, &mac).unwrap().is_none(),
                 "{path:?}: the write brought the revoked token back"
             );
             assert!(f.v.authenticate(&t.token, None).is_err(), "{path:?}");
@@ -1306,5 +1464,117 @@ mod tests {
             f.v.token_create(&issuer(&f.root), req(&["ops"], None), Some(&role)),
             Err(Error::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn tokens_carry_their_accessor_and_a_forged_secret_fails() {
+        let f = fixture();
+        let t =
+            f.v.token_create(&issuer(&f.root), req(&["dev"], Some(600)), None)
+                .unwrap();
+        assert_eq!(accessor_in(&t.token), Some(t.entry.accessor.as_str()));
+        assert_eq!(t.token.len(), 5 + 24 + 1 + 43);
+        assert!(f.v.authenticate(&t.token, None).is_ok());
+        // the right accessor with another secret, a truncated and an extended secret
+        let forged = format!("arca.{}.{}", t.entry.accessor, "A".repeat(43));
+        let short = t.token[..t.token.len() - 1].to_string();
+        let long = format!("{}A", &*t.token);
+        for bad in [&forged, &short, &long] {
+            assert!(matches!(f.v.authenticate(bad, None), Err(Error::BadToken)));
+            assert!(f.v.token_lookup(bad).is_err());
+            f.v.token_revoke(bad).unwrap(); // unknown: a no-op
+        }
+        assert!(f.v.authenticate(&t.token, None).is_ok(), "still valid");
+        // only an entry and its two indexes were written: no HMAC index
+        let kr = f.v.keyring().unwrap();
+        let mac = kr.token_hmac(t.token.as_bytes());
+        assert!(f
+            .v
+            .store
+            .get(format!("{ID}{}", hex::encode(mac)).as_bytes())
+            .unwrap()
+            .is_none());
+        // the chosen root token ("root-tok") is found through its HMAC index
+        assert!(f
+            .v
+            .store
+            .get(format!("{ID}{}", hex::encode(kr.token_hmac(b"root-tok"))).as_bytes())
+            .unwrap()
+            .is_some());
+        // an entry moved under another accessor does not open (sealed to its accessor)
+        let other =
+            f.v.token_create(&issuer(&f.root), req(&["dev"], Some(600)), None)
+                .unwrap();
+        let env =
+            f.v.store
+                .get(format!("{ACC}{}", t.entry.accessor).as_bytes())
+                .unwrap()
+                .unwrap();
+        f.v.store
+            .put(format!("{ACC}{}", other.entry.accessor).as_bytes(), &env)
+            .unwrap();
+        f.v.token_cache.write().unwrap().clear();
+        assert!(f.v.authenticate(&other.token, None).is_err());
+    }
+
+    /// A store written before `tok/layout` 2 (entries under the token's HMAC) is moved to
+    /// the accessor-keyed layout at unseal; its tokens keep working, children included.
+    #[test]
+    fn an_old_token_layout_is_upgraded_at_unseal() {
+        let f = fixture();
+        let kr = f.v.keyring().unwrap();
+        let parent =
+            f.v.token_create(&issuer(&f.root), req(&["dev"], Some(3600)), None)
+                .unwrap();
+        // Rewrite two tokens (the root and a child) the old way: old tokens had no accessor.
+        let mut olds = Vec::new();
+        for (i, e) in [f.root.clone(), parent.entry.clone()]
+            .into_iter()
+            .enumerate()
+        {
+            let old_token = format!("arca.old-token-{i}-{}", "x".repeat(30));
+            let mac = kr.token_hmac(old_token.as_bytes());
+            let id = hex::encode(mac);
+            let json = serde_json::to_vec(&e).unwrap();
+            f.v.store
+                .batch(vec![
+                    Op::Delete(
+                        format!("{ID}{}", hex::encode(kr.token_hmac(b"root-tok"))).into_bytes(),
+                    ),
+                    Op::Put(
+                        format!("{ID}{id}").into_bytes(),
+                        kr.seal(label::TOKEN_STORE, &legacy_loc(&id), &json),
+                    ),
+                    Op::Put(format!("{ACC}{}", e.accessor).into_bytes(), id.into_bytes()),
+                    Op::Delete(LAYOUT.to_vec()),
+                ])
+                .unwrap();
+            olds.push((old_token, e));
+        }
+        f.v.seal();
+        assert!(f.v.authenticate(&olds[0].0, None).is_err(), "sealed");
+        f.v.auto_unseal().unwrap();
+        assert_eq!(f.v.store.get(LAYOUT).unwrap().as_deref(), Some(LAYOUT_NOW));
+        for (tok, e) in &olds {
+            let got = f.v.authenticate(tok, None).unwrap();
+            assert_eq!(got.accessor, e.accessor);
+            assert_eq!(
+                f.v.token_lookup_accessor(&e.accessor)
+                    .unwrap()
+                    .unwrap()
+                    .policies,
+                e.policies
+            );
+        }
+        // a second unseal moves nothing
+        assert_eq!(f.v.token_layout_upgrade().unwrap(), 0);
+        // revoking the old root token revokes the child created before the upgrade
+        f.v.token_revoke(&olds[0].0).unwrap();
+        assert!(f.v.authenticate(&olds[1].0, None).is_err());
+        assert!(f
+            .v
+            .token_lookup_accessor(&parent.entry.accessor)
+            .unwrap()
+            .is_none());
     }
 }

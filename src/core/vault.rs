@@ -213,11 +213,15 @@ impl Vault {
         let now = self.clock.now();
         let alg = self.alg;
         let keyring = Keyring::new(now, alg);
-        let token = match root_token {
-            Some(t) => Zeroizing::new(t.to_string()),
-            None => super::token::generate_token(),
-        };
         let root_entry = TokenEntry::root(now);
+        // A chosen root token does not carry its accessor: it is indexed by its HMAC.
+        let (token, by_mac) = match root_token {
+            Some(t) => (Zeroizing::new(t.to_string()), true),
+            None => (
+                super::token::generate_token_for(&root_entry.accessor),
+                false,
+            ),
+        };
         let cfg = SealConfig {
             secret_shares: shares,
             secret_threshold: threshold,
@@ -234,7 +238,12 @@ impl Vault {
             &keyring.token_hmac(token.as_bytes()),
             &root_entry,
             None,
+            by_mac,
         )?);
+        ops.push(Op::Put(
+            super::token::LAYOUT.to_vec(),
+            super::token::LAYOUT_NOW.to_vec(),
+        ));
         ops.push(self.policy_put_op(&keyring, "default", super::policy::DEFAULT_POLICY)?);
         if let Some(kek) = &self.auto_unseal {
             let sub = crypto::derive(kek, label::AUTO_UNSEAL, "sys", "root-key");
@@ -265,6 +274,7 @@ impl Vault {
     /// the threshold is reached, and then progress resets, without saying which share was bad.
     pub fn unseal(&self, share: Zeroizing<Vec<u8>>) -> Result<SealStatus> {
         let cfg = self.seal_config()?.ok_or(Error::NotInitialized)?;
+        let mut opened_now = false;
         {
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             match &mut *st {
@@ -292,6 +302,7 @@ impl Vault {
                                     keyring: Arc::new(kr),
                                     root,
                                 };
+                                opened_now = true;
                                 tracing::info!("vault unsealed");
                             }
                             None => {
@@ -302,7 +313,21 @@ impl Vault {
                 }
             }
         }
+        if opened_now {
+            self.after_unseal()?;
+        }
         self.seal_status()
+    }
+
+    /// Store upgrades that need the keyring. If one fails the vault seals again: it would
+    /// not serve correctly.
+    fn after_unseal(&self) -> Result<()> {
+        if let Err(e) = self.token_layout_upgrade() {
+            tracing::error!(error = %e, "upgrading the token store failed: sealing again");
+            self.seal();
+            return Err(e);
+        }
+        Ok(())
     }
 
     pub fn unseal_reset(&self) -> Result<SealStatus> {
@@ -346,6 +371,7 @@ impl Vault {
             root,
         };
         tracing::info!("vault unsealed with the auto-unseal key");
+        self.after_unseal()?;
         Ok(true)
     }
 
