@@ -187,15 +187,17 @@ async fn serve(
     .client_disconnect_timeout(Duration::from_secs(2))
     .shutdown_timeout(limits.shutdown_timeout_s);
     // Every request waits for its audit record's fsync (group commit): more workers than
-    // cores keep the CPUs busy while requests wait on the disk. Measured on 2 cores: 2 workers
-    // served about 10k audited reads/s, 4 or more about 24k.
+    // cores keep the CPUs busy while requests wait on the disk; too many cost context
+    // switches (each worker sleeps and is woken for its own few connections). Measured on
+    // 2 cores (wrk, 32 connections): 2, 4 and 8 workers served 33k, 38k and 36k audited
+    // reads/s and 12.8k, 12.9k and 11.5k token creates/s.
     let workers = if cfg.workers > 0 {
         cfg.workers
     } else {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
-            .saturating_mul(4)
+            .saturating_mul(2)
             .max(4)
     };
     server = server.workers(workers);
