@@ -594,12 +594,26 @@ fn forged_expired_revoked_and_parent_revoked_tokens_are_refused() {
     let path = "/v1/secret/data/datasets/a";
 
     // Forged: well-formed, random, truncated, the root token with a character changed.
-    let (real, _, _) = create_token(
+    let (real, _, real_auth) = create_token(
         &root,
         "/v1/auth/token/create",
         json!({"policies": ["ds-read"]}),
     );
     expect(&req(&as_token(&s, &real), "GET", path, None), 200);
+    // A token carries its accessor: arca.<accessor>.<43 base64url characters>. Its accessor
+    // with another token's secret (or another secret) is refused.
+    let acc = real_auth["accessor"].as_str().unwrap();
+    let secret = real
+        .strip_prefix(&format!("arca.{acc}."))
+        .unwrap_or_else(|| panic!("{real} does not carry its accessor {acc}"));
+    assert_eq!(secret.len(), 43);
+    let (other, _, other_auth) = create_token(
+        &root,
+        "/v1/auth/token/create",
+        json!({"policies": ["ds-read"]}),
+    );
+    let other_secret = other.rsplit('.').next().unwrap();
+    let other_acc = other_auth["accessor"].as_str().unwrap();
     let mut flipped = real.clone().into_bytes();
     let last = flipped.len() - 1;
     flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
@@ -614,6 +628,9 @@ fn forged_expired_revoked_and_parent_revoked_tokens_are_refused() {
         root_variant,
         s.token.to_uppercase(),
         format!(" {real}x"),
+        format!("arca.{acc}.{other_secret}"),
+        format!("arca.{other_acc}.{secret}"),
+        format!("arca.{acc}.{}", "A".repeat(43)),
     ] {
         expect_bad_token(&req(&as_token(&s, &forged), "GET", path, None));
     }
