@@ -362,24 +362,34 @@ impl Wal {
             if st.stop {
                 return Err(StoreError::Closed);
             }
-            st.waiters += 1;
-            let woke = match deadline {
-                None => self.sync.done.wait(st).map_err(|_| StoreError::Closed),
+            let wait = match deadline {
+                None => None,
                 Some(d) => {
                     let now = std::time::Instant::now();
                     if now >= d {
-                        st.waiters -= 1;
                         return Ok(false);
                     }
-                    self.sync
-                        .done
-                        .wait_timeout(st, d - now)
-                        .map(|(g, _)| g)
-                        .map_err(|_| StoreError::Closed)
+                    Some(d - now)
                 }
             };
-            st = woke?;
+            st.waiters += 1;
+            // A poisoned lock still hands the guard back: the count is put right before
+            // the error goes up (a count left too high would only cost extra notifies).
+            let (guard, poisoned) = match wait {
+                None => match self.sync.done.wait(st) {
+                    Ok(g) => (g, false),
+                    Err(p) => (p.into_inner(), true),
+                },
+                Some(w) => match self.sync.done.wait_timeout(st, w) {
+                    Ok((g, _)) => (g, false),
+                    Err(p) => (p.into_inner().0, true),
+                },
+            };
+            st = guard;
             st.waiters -= 1;
+            if poisoned {
+                return Err(StoreError::Closed);
+            }
         }
     }
 
