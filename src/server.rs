@@ -174,6 +174,8 @@ async fn serve(
     let limits = cfg.limits.clone();
     let tidy_vault = state.vault.clone();
     let tidy_audit = state.audit.clone();
+    let keys_vault = state.vault.clone();
+    let keys_audit = state.audit.clone();
     let roles = actix_web::web::Data::new(RolesSource::new(&cfg.roles_file));
     let roles_task = roles_watcher(state.vault.clone(), roles.get_ref().clone())?;
     let mut server = actix_web::HttpServer::new(move || {
@@ -247,6 +249,39 @@ async fn serve(
             match res {
                 Ok(Err(e)) => tracing::warn!(error = %e, "token tidy failed"),
                 Err(e) => tracing::warn!(error = %e, "token tidy task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+    });
+    // The keyring's encryption count: its bound kept ahead in the store, and an AES-256-GCM
+    // term replaced at its limit (see `Vault::keyring_maintain`).
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            if keys_vault.is_sealed() {
+                continue;
+            }
+            let v = keys_vault.clone();
+            let a = keys_audit.clone();
+            let res = actix_web::rt::task::spawn_blocking(move || {
+                let done = v.keyring_maintain()?;
+                if let crate::core::vault::KeyringUpkeep::Rotated(term) = done {
+                    let mut f = serde_json::Map::new();
+                    f.insert("path".into(), "sys/rotate".into());
+                    f.insert("term".into(), term.into());
+                    f.insert(
+                        "reason".into(),
+                        "AES-256-GCM term reached its encryption limit".into(),
+                    );
+                    a.event_blocking("keyring-rotate", f);
+                }
+                Ok::<_, crate::core::Error>(())
+            })
+            .await;
+            match res {
+                Ok(Err(e)) => tracing::warn!(error = %e, "keyring upkeep failed"),
+                Err(e) => tracing::warn!(error = %e, "keyring upkeep task failed"),
                 Ok(Ok(())) => {}
             }
         }

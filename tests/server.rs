@@ -488,12 +488,21 @@ fn keyring_rotation_over_http() {
     let ks = body(&c.request("GET", "/v1/sys/key-status", None).unwrap());
     assert_eq!(ks["data"]["term"], 2);
     assert!(ks["data"]["install_time"].as_str().unwrap().ends_with('Z'));
+    // Encryptions under the active term are counted (Vault's `encryptions`)...
+    let count = |c: &Client| {
+        body(&c.request("GET", "/v1/sys/key-status", None).unwrap())["data"]["encryptions"]
+            .as_u64()
+            .expect("encryptions")
+    };
+    let before = count(&c);
     c.request(
         "PUT",
         "/v1/secret/data/r",
         Some(&json!({"data": {"v": "new"}})),
     )
     .unwrap();
+    let after_write = count(&c);
+    assert!(after_write > before, "{before} -> {after_write}");
     let dir = srv.into_data_dir();
     let srv = TestServer::spawn_dev_in(dir);
     let c = srv.client();
@@ -501,6 +510,8 @@ fn keyring_rotation_over_http() {
         body(&c.request("GET", "/v1/sys/key-status", None).unwrap())["data"]["term"],
         2
     );
+    // ...and the count never goes back across a restart (it resumes from a stored bound).
+    assert!(count(&c) > after_write);
     assert_eq!(
         body(
             &c.request("GET", "/v1/secret/data/r?version=1", None)

@@ -93,6 +93,23 @@ pub struct Vault {
     /// Serializes read-modify-write of one KV key's metadata (striped by path hash).
     pub(crate) kv_locks: Vec<Mutex<()>>,
     rotate_lock: Mutex<()>,
+    /// Encryptions after which an AES-256-GCM term is replaced (`keyring_maintain`).
+    aes_gcm_term_limit: std::sync::atomic::AtomicU64,
+}
+
+/// An AES-256-GCM term is replaced after this many encryptions: a quarter of the 2^32 that
+/// random 96-bit nonces allow under one key. (Subkeys are per purpose and path, so no single
+/// key comes near it; the count is per term, over all of them.)
+pub const AES_GCM_TERM_LIMIT: u64 = 1 << 30;
+
+/// What `Vault::keyring_maintain` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyringUpkeep {
+    Nothing,
+    /// The count's bound in the store was raised.
+    CountStored,
+    /// An AES-256-GCM term reached its limit: this term replaced it.
+    Rotated(u32),
 }
 
 fn b64(b: &[u8]) -> String {
@@ -131,6 +148,7 @@ impl Vault {
             acl_cache: RwLock::new(HashMap::new()),
             policy_gen: std::sync::atomic::AtomicU64::new(0),
             rotate_lock: Mutex::new(()),
+            aes_gcm_term_limit: std::sync::atomic::AtomicU64::new(AES_GCM_TERM_LIMIT),
         })
     }
 
@@ -232,7 +250,7 @@ impl Vault {
             ),
             cluster_id: uuid::Uuid::new_v4().to_string(),
         };
-        let mut ops = vec![Op::Put(KEYRING.to_vec(), keyring.to_envelope(&root))];
+        let mut ops = vec![Op::Put(KEYRING.to_vec(), keyring.to_envelope(&root).0)];
         ops.extend(self.token_put_ops(
             &keyring,
             &keyring.token_hmac(token.as_bytes()),
@@ -327,6 +345,13 @@ impl Vault {
             self.seal();
             return Err(e);
         }
+        // The live count starts at the stored bound: raise the bound before anything is
+        // sealed under it.
+        if let Err(e) = self.keyring_maintain() {
+            tracing::error!(error = %e, "storing the keyring's encryption count failed: sealing again");
+            self.seal();
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -394,15 +419,25 @@ impl Vault {
     /// Adds a keyring term (`sys/rotate`): new writes use it, old terms still decrypt.
     pub fn rotate_keyring(&self) -> Result<(u32, String)> {
         let _g = self.rotate_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (kr, root) = match &*self.state.read().unwrap_or_else(|p| p.into_inner()) {
-            State::Unsealed { keyring, root } => (keyring.clone(), root.clone()),
-            _ => return Err(Error::Sealed),
-        };
+        self.rotate_keyring_locked()
+    }
+
+    fn unsealed_keys(&self) -> Result<(Arc<Keyring>, Key)> {
+        match &*self.state.read().unwrap_or_else(|p| p.into_inner()) {
+            State::Unsealed { keyring, root } => Ok((keyring.clone(), root.clone())),
+            _ => Err(Error::Sealed),
+        }
+    }
+
+    fn rotate_keyring_locked(&self) -> Result<(u32, String)> {
+        let (kr, root) = self.unsealed_keys()?;
         let next = kr.rotated(self.clock.now());
         // Durable before it is used: a value written under term n+1 must never outlive the
         // keyring record that knows term n+1.
-        self.store.put(KEYRING, &next.to_envelope(&root))?;
+        let (env, bound) = next.to_envelope(&root);
+        self.store.put(KEYRING, &env)?;
         self.store.sync()?;
+        next.note_stored(bound);
         let out = (next.active_term(), next.installed_at());
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if let State::Unsealed { keyring, .. } = &mut *st {
@@ -415,6 +450,42 @@ impl Vault {
     pub fn key_status(&self) -> Result<(u32, String, usize)> {
         let kr = self.keyring()?;
         Ok((kr.active_term(), kr.installed_at(), kr.term_count()))
+    }
+
+    /// Keeps the stored bound of the active term's encryption count ahead of the live
+    /// count (raised by `COUNT_RESERVE` when half of it is used), and replaces an AES-256-GCM
+    /// term that reached `AES_GCM_TERM_LIMIT`. Run every few seconds: the bound must stay
+    /// ahead of the count between runs (2^20 encryptions; arca writes about 13,000/s).
+    pub fn keyring_maintain(&self) -> Result<KeyringUpkeep> {
+        use std::sync::atomic::Ordering;
+        let _g = self.rotate_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (kr, root) = self.unsealed_keys()?;
+        let used = kr.encryptions();
+        if kr.algorithm() == Algorithm::Aes256Gcm
+            && used >= self.aes_gcm_term_limit.load(Ordering::Relaxed)
+        {
+            let (term, _) = self.rotate_keyring_locked()?;
+            tracing::warn!(
+                term,
+                encryptions = used,
+                "AES-256-GCM term reached its encryption limit: a new term is active"
+            );
+            return Ok(KeyringUpkeep::Rotated(term));
+        }
+        if used.saturating_add(super::keyring::COUNT_RESERVE / 2) < kr.stored_encryptions() {
+            return Ok(KeyringUpkeep::Nothing);
+        }
+        let (env, bound) = kr.to_envelope(&root);
+        self.store.put(KEYRING, &env)?;
+        self.store.sync()?;
+        kr.note_stored(bound);
+        Ok(KeyringUpkeep::CountStored)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_aes_gcm_term_limit(&self, n: u64) {
+        self.aes_gcm_term_limit
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -438,4 +509,101 @@ pub fn decode_share(s: &str) -> Option<Zeroizing<Vec<u8>>> {
         .decode(s)
         .ok()
         .map(Zeroizing::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::clock::ManualClock;
+    use crate::core::kv::ReadOutcome;
+    use crate::store::sled::SledStore;
+    use serde_json::{json, Map, Value};
+
+    fn data(i: usize) -> Map<String, Value> {
+        match json!({ "n": i }) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    /// An AES-256-GCM term is replaced once it has sealed its limit; what it sealed still
+    /// opens; the count survives a seal and unseal (it never goes back).
+    #[test]
+    fn an_aes_gcm_term_is_replaced_at_its_encryption_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap());
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let v = Vault::open(store, clock, Algorithm::Aes256Gcm, Some(Key::generate())).unwrap();
+        v.init(1, 1, None).unwrap();
+        assert!(v.auto_unseal().unwrap());
+        let start = v.keyring().unwrap().encryptions();
+        assert!(
+            start >= super::super::keyring::COUNT_RESERVE,
+            "starts at the bound"
+        );
+        let limit = start + 100;
+        v.set_aes_gcm_term_limit(limit);
+        assert_eq!(v.keyring_maintain().unwrap(), KeyringUpkeep::Nothing);
+        let mut i = 0;
+        while v.keyring().unwrap().encryptions() < limit {
+            v.kv_write("secret", &format!("a/{i}"), &data(i), None)
+                .unwrap();
+            i += 1;
+            if v.keyring().unwrap().encryptions() < limit {
+                assert_eq!(v.keyring_maintain().unwrap(), KeyringUpkeep::Nothing);
+            }
+        }
+        let written = i;
+        assert!(written >= 20, "{written}");
+        assert_eq!(v.keyring_maintain().unwrap(), KeyringUpkeep::Rotated(2));
+        assert_eq!(v.key_status().unwrap().0, 2);
+        assert_eq!(v.keyring().unwrap().encryptions(), 0);
+        // the new term was stored with its bound: nothing more to do
+        v.set_aes_gcm_term_limit(AES_GCM_TERM_LIMIT);
+        assert_eq!(v.keyring_maintain().unwrap(), KeyringUpkeep::Nothing);
+        for i in 0..written {
+            match v.kv_read("secret", &format!("a/{i}"), None).unwrap() {
+                ReadOutcome::Found { data, .. } => assert_eq!(data["n"], json!(i)),
+                _ => panic!("a/{i} does not open after the rotation"),
+            }
+        }
+        let before = v.keyring().unwrap().encryptions();
+        v.seal();
+        assert!(v.auto_unseal().unwrap());
+        assert!(v.keyring().unwrap().encryptions() > before);
+    }
+
+    /// The stored bound is raised once half of its lead is used; XChaCha20-Poly1305 terms
+    /// (192-bit nonces) are never replaced for their count.
+    #[test]
+    fn the_count_bound_is_raised_ahead_and_xchacha_terms_stay() {
+        use super::super::keyring::COUNT_RESERVE;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap());
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let v = Vault::open(
+            store,
+            clock,
+            Algorithm::XChaCha20Poly1305,
+            Some(Key::generate()),
+        )
+        .unwrap();
+        v.init(1, 1, None).unwrap();
+        assert!(v.auto_unseal().unwrap());
+        v.set_aes_gcm_term_limit(1);
+        let kr = v.keyring().unwrap();
+        let bound = kr.stored_encryptions();
+        assert!(bound > kr.encryptions());
+        kr.add_encryptions(COUNT_RESERVE / 2 - 10);
+        assert_eq!(v.keyring_maintain().unwrap(), KeyringUpkeep::Nothing);
+        kr.add_encryptions(20);
+        assert_eq!(v.keyring_maintain().unwrap(), KeyringUpkeep::CountStored);
+        assert_eq!(kr.stored_encryptions(), kr.encryptions() + COUNT_RESERVE);
+        assert_eq!(v.key_status().unwrap().0, 1, "no new term for XChaCha");
+        // what was stored is what the next unseal starts from
+        let stored = kr.stored_encryptions();
+        v.seal();
+        assert!(v.auto_unseal().unwrap());
+        assert_eq!(v.keyring().unwrap().encryptions(), stored);
+    }
 }

@@ -200,9 +200,13 @@ pub async fn route(
         "key-status" => match ctx.op {
             Op::Read => {
                 let (term, installed, terms) = vault.key_status()?;
+                let kr = vault.keyring()?;
                 Ok(response::ok_with_top_level(json!({
                     "term": term, "install_time": installed, "terms": terms,
-                    "encryption": vault.keyring()?.algorithm(),
+                    "encryption": kr.algorithm(),
+                    // Vault's field: encryptions under the active term (here an upper bound
+                    // after a restart; see the keyring's docs)
+                    "encryptions": kr.encryptions(),
                 })))
             }
             _ => Err(ApiError::method_not_allowed()),
