@@ -145,7 +145,8 @@ fn deadline_error(d: Duration) -> AuditError {
 }
 
 struct Entry {
-    record: Map<String, Value>,
+    /// From `record_body`.
+    body: Vec<u8>,
     slot: Arc<Slot>,
     /// The record says a change happened: the store's writes up to this `Store::sync_start`
     /// ticket must be durable before the record is written.
@@ -240,6 +241,19 @@ fn now_rfc3339() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
+/// A record as the JSON object that follows `seq` and `prev` in its line: `time` added if
+/// missing, any `seq` or `prev` of the caller's dropped (the journal sets them). Run by the
+/// appending thread, so the writer only chains and writes.
+fn record_body(mut rec: Map<String, Value>) -> Vec<u8> {
+    rec.remove("seq");
+    rec.remove("prev");
+    if !matches!(rec.get("time"), Some(Value::String(_))) {
+        rec.insert("time".into(), json!(now_rfc3339()));
+    }
+    // Invariant: a map with string keys always serializes.
+    serde_json::to_vec(&rec).expect("a JSON map serializes")
+}
+
 struct Writer {
     dir: PathBuf,
     cfg: JournalConfig,
@@ -264,16 +278,39 @@ struct Writer {
 }
 
 impl Writer {
-    fn push(&self, b: &mut Batch, mut rec: Map<String, Value>) -> Receipt {
+    /// Appends one of the journal's own records.
+    fn push(&self, b: &mut Batch, rec: Map<String, Value>) -> Receipt {
+        self.push_body(b, &record_body(rec))
+    }
+
+    /// Appends a record serialized by `record_body`: the line is `{"seq":..,"prev":..,`
+    /// followed by the body's fields.
+    fn push_body(&self, b: &mut Batch, body: &[u8]) -> Receipt {
         let seq = b.pos.next_seq;
-        rec.insert("seq".into(), json!(seq));
-        rec.insert("prev".into(), json!(hex::encode(b.pos.prev)));
-        if !matches!(rec.get("time"), Some(Value::String(_))) {
-            rec.insert("time".into(), json!(now_rfc3339()));
-        }
         let start = b.buf.len();
-        // Invariant: a map with string keys always serializes, and writing to a Vec cannot fail.
-        serde_json::to_writer(&mut b.buf, &rec).expect("a JSON map serializes into a Vec");
+        {
+            use std::io::Write;
+            // Invariant: writing to a Vec cannot fail.
+            write!(
+                b.buf,
+                "{{\"seq\":{seq},\"prev\":\"{}\"",
+                hex::encode(b.pos.prev)
+            )
+            .expect("writing to a Vec");
+        }
+        match body {
+            [b'{', b'}'] | [] => b.buf.push(b'}'),
+            [b'{', rest @ ..] => {
+                b.buf.push(b',');
+                b.buf.extend_from_slice(rest);
+            }
+            other => {
+                // (record_body always makes an object; kept whole if not)
+                b.buf.extend_from_slice(b",\"record\":");
+                b.buf.extend_from_slice(other);
+                b.buf.push(b'}');
+            }
+        }
         let hash: [u8; 32] = Sha256::digest(&b.buf[start..]).into();
         b.buf.push(b'\n');
         b.pos.offset += (b.buf.len() - start) as u64;
@@ -584,7 +621,7 @@ impl Writer {
         let mut slots = Vec::with_capacity(live.len());
         let mut receipts = Vec::with_capacity(live.len());
         for e in live {
-            receipts.push(self.push(&mut b, e.record));
+            receipts.push(self.push_body(&mut b, &e.body));
             slots.push(e.slot);
         }
         if b.pos.since_checkpoint >= self.cfg.checkpoint_every {
@@ -1085,6 +1122,7 @@ impl Journal {
                 )));
             }
         }
+        let body = record_body(record);
         let shared = &self.inner.shared;
         let slot = Slot::new(blocking);
         let wake = {
@@ -1098,7 +1136,7 @@ impl Journal {
                 ));
             }
             q.entries.push(Entry {
-                record,
+                body,
                 slot: slot.clone(),
                 after_store_sync,
             });
