@@ -47,35 +47,50 @@ const PARENT: &str = "tok/parent/";
 const EXP: &str = "tok/exp/";
 const ROLE: &str = "tokrole/";
 
-/// A stored token (never the token itself).
+/// A stored token (never the token itself). Empty fields are left out of the stored JSON
+/// (every entry is written at each create, renewal and counted use).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TokenEntry {
     pub accessor: String,
     /// Sorted; `default` included unless `no_default_policy`; `["root"]` for root tokens.
     pub policies: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
     pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<BTreeMap<String, String>>,
     pub creation_time: DateTime<Utc>,
     /// Seconds granted at creation (0 = no expiry).
     pub creation_ttl: u64,
     /// Seconds granted by the last creation or renewal.
     pub ttl: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_at: Option<DateTime<Utc>>,
     /// Renewals never go past this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_expire_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub explicit_max_ttl: u64,
     /// Remaining uses; 0 = unlimited.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub num_uses: u64,
     pub renewable: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub period: u64,
     pub orphan: bool,
     pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bound_cidrs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_renewal: Option<DateTime<Utc>>,
     /// token, approle, cert
     pub auth_method: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TokenEntry {
@@ -1576,5 +1591,41 @@ mod tests {
             .token_lookup_accessor(&parent.entry.accessor)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn entries_leave_out_empty_fields_and_read_both_forms() {
+        let e = TokenEntry::root(Utc::now());
+        let short = serde_json::to_value(&e).unwrap();
+        for k in [
+            "parent",
+            "meta",
+            "role",
+            "bound_cidrs",
+            "last_renewal",
+            "num_uses",
+            "period",
+        ] {
+            assert!(short.get(k).is_none(), "{k} written: {short}");
+        }
+        assert_eq!(serde_json::from_value::<TokenEntry>(short).unwrap(), e);
+        // the form written before (every field, empty ones as null, [] or 0) still reads
+        let mut full = serde_json::to_value(&e).unwrap();
+        let m = full.as_object_mut().unwrap();
+        for k in [
+            "parent",
+            "meta",
+            "role",
+            "last_renewal",
+            "expire_at",
+            "max_expire_at",
+        ] {
+            m.insert(k.into(), serde_json::Value::Null);
+        }
+        m.insert("bound_cidrs".into(), serde_json::json!([]));
+        for k in ["num_uses", "period", "explicit_max_ttl"] {
+            m.insert(k.into(), serde_json::json!(0));
+        }
+        assert_eq!(serde_json::from_value::<TokenEntry>(full).unwrap(), e);
     }
 }
