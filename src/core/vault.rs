@@ -316,6 +316,8 @@ impl Vault {
                         });
                         match opened {
                             Some((kr, root)) => {
+                                // Before anything can seal under it.
+                                self.raise_count_bound(&kr, &root)?;
                                 *st = State::Unsealed {
                                     keyring: Arc::new(kr),
                                     root,
@@ -345,13 +347,16 @@ impl Vault {
             self.seal();
             return Err(e);
         }
-        // The live count starts at the stored bound: raise the bound before anything is
-        // sealed under it.
-        if let Err(e) = self.keyring_maintain() {
-            tracing::error!(error = %e, "storing the keyring's encryption count failed: sealing again");
-            self.seal();
-            return Err(e);
-        }
+        Ok(())
+    }
+
+    /// A keyring just opened counts from its stored bound: store a new bound ahead of it
+    /// before the keyring is used, so the count never falls behind what was sealed.
+    fn raise_count_bound(&self, kr: &Keyring, root: &Key) -> Result<()> {
+        let (env, bound) = kr.to_envelope(root);
+        self.store.put(KEYRING, &env)?;
+        self.store.sync()?;
+        kr.note_stored(bound);
         Ok(())
     }
 
@@ -391,6 +396,8 @@ impl Vault {
         let kr = self.open_keyring(&root)?.ok_or_else(|| {
             Error::Internal("keyring does not open with the auto-unseal root key".into())
         })?;
+        // Before anything can seal under it.
+        self.raise_count_bound(&kr, &root)?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::Unsealed {
             keyring: Arc::new(kr),
             root,
