@@ -172,10 +172,7 @@ async fn serve(
     dev: Option<&DevState>,
 ) -> anyhow::Result<()> {
     let limits = cfg.limits.clone();
-    let tidy_vault = state.vault.clone();
-    let tidy_audit = state.audit.clone();
-    let keys_vault = state.vault.clone();
-    let keys_audit = state.audit.clone();
+    let (upkeep_vault, upkeep_audit) = (state.vault.clone(), state.audit.clone());
     let roles = actix_web::web::Data::new(RolesSource::new(&cfg.roles_file));
     let roles_task = roles_watcher(state.vault.clone(), roles.get_ref().clone())?;
     let mut server = actix_web::HttpServer::new(move || {
@@ -224,71 +221,74 @@ async fn serve(
     actix_web::rt::spawn(roles_task);
     // Expired tokens are refused at once; this removes them from the store, at start and
     // every minute.
-    actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            if tidy_vault.is_sealed() {
-                continue;
+    spawn_upkeep(
+        "token tidy",
+        Duration::from_secs(60),
+        upkeep_vault.clone(),
+        upkeep_audit.clone(),
+        |v, a| {
+            let tokens = v.token_tidy()?;
+            let secret_ids = v.approle_tidy()?;
+            if tokens + secret_ids > 0 {
+                let mut f = serde_json::Map::new();
+                f.insert("path".into(), "auth/token/tidy".into());
+                f.insert("tokens_removed".into(), tokens.into());
+                f.insert("secret_ids_removed".into(), secret_ids.into());
+                a.event_blocking("tidy", f);
             }
-            let v = tidy_vault.clone();
-            let a = tidy_audit.clone();
-            let res = actix_web::rt::task::spawn_blocking(move || {
-                let tokens = v.token_tidy()?;
-                let secret_ids = v.approle_tidy()?;
-                if tokens + secret_ids > 0 {
-                    let mut f = serde_json::Map::new();
-                    f.insert("path".into(), "auth/token/tidy".into());
-                    f.insert("tokens_removed".into(), tokens.into());
-                    f.insert("secret_ids_removed".into(), secret_ids.into());
-                    a.event_blocking("tidy", f);
-                }
-                Ok::<_, crate::core::Error>(())
-            })
-            .await;
-            match res {
-                Ok(Err(e)) => tracing::warn!(error = %e, "token tidy failed"),
-                Err(e) => tracing::warn!(error = %e, "token tidy task failed"),
-                Ok(Ok(())) => {}
-            }
-        }
-    });
+            Ok(())
+        },
+    );
     // The keyring's encryption count: its bound kept ahead in the store, and an AES-256-GCM
     // term replaced at its limit (see `Vault::keyring_maintain`).
-    actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(Duration::from_secs(10));
-        loop {
-            tick.tick().await;
-            if keys_vault.is_sealed() {
-                continue;
+    spawn_upkeep(
+        "keyring upkeep",
+        Duration::from_secs(10),
+        upkeep_vault,
+        upkeep_audit,
+        |v, a| {
+            if let crate::core::vault::KeyringUpkeep::Rotated(term) = v.keyring_maintain()? {
+                let mut f = serde_json::Map::new();
+                f.insert("path".into(), "sys/rotate".into());
+                f.insert("term".into(), term.into());
+                f.insert(
+                    "reason".into(),
+                    "AES-256-GCM term reached its encryption limit".into(),
+                );
+                a.event_blocking("keyring-rotate", f);
             }
-            let v = keys_vault.clone();
-            let a = keys_audit.clone();
-            let res = actix_web::rt::task::spawn_blocking(move || {
-                let done = v.keyring_maintain()?;
-                if let crate::core::vault::KeyringUpkeep::Rotated(term) = done {
-                    let mut f = serde_json::Map::new();
-                    f.insert("path".into(), "sys/rotate".into());
-                    f.insert("term".into(), term.into());
-                    f.insert(
-                        "reason".into(),
-                        "AES-256-GCM term reached its encryption limit".into(),
-                    );
-                    a.event_blocking("keyring-rotate", f);
-                }
-                Ok::<_, crate::core::Error>(())
-            })
-            .await;
-            match res {
-                Ok(Err(e)) => tracing::warn!(error = %e, "keyring upkeep failed"),
-                Err(e) => tracing::warn!(error = %e, "keyring upkeep task failed"),
-                Ok(Ok(())) => {}
-            }
-        }
-    });
+            Ok(())
+        },
+    );
     announce(scheme, addr, cfg, dev)?;
     server.run().await.context("HTTP server")?;
     Ok(())
+}
+
+/// Runs `job` on a blocking thread at once and then every `every`, while the vault is
+/// unsealed; failures are logged as `what`.
+fn spawn_upkeep(
+    what: &'static str,
+    every: Duration,
+    vault: Arc<Vault>,
+    audit: Arc<Audit>,
+    job: fn(&Vault, &Audit) -> Result<(), crate::core::Error>,
+) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(every);
+        loop {
+            tick.tick().await;
+            if vault.is_sealed() {
+                continue;
+            }
+            let (v, a) = (vault.clone(), audit.clone());
+            match actix_web::rt::task::spawn_blocking(move || job(&v, &a)).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "{what} failed"),
+                Err(e) => tracing::warn!(error = %e, "{what} task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+    });
 }
 
 fn announce(

@@ -298,19 +298,10 @@ impl Writer {
             )
             .expect("writing to a Vec");
         }
-        match body {
-            [b'{', b'}'] | [] => b.buf.push(b'}'),
-            [b'{', rest @ ..] => {
-                b.buf.push(b',');
-                b.buf.extend_from_slice(rest);
-            }
-            other => {
-                // (record_body always makes an object; kept whole if not)
-                b.buf.extend_from_slice(b",\"record\":");
-                b.buf.extend_from_slice(other);
-                b.buf.push(b'}');
-            }
-        }
+        // Invariant: `record_body` makes a JSON object with at least `time`, so `body` is
+        // `{` followed by fields and `}`.
+        b.buf.push(b',');
+        b.buf.extend_from_slice(&body[1..]);
         let hash: [u8; 32] = Sha256::digest(&b.buf[start..]).into();
         b.buf.push(b'\n');
         b.pos.offset += (b.buf.len() - start) as u64;

@@ -531,15 +531,16 @@ impl Vault {
     }
 
     /// Moves entries stored before `tok/layout` 2 (`tok/id/<hmac>` = entry, `tok/acc/<acc>`
-    /// = hmac) to the present layout, in batches, then marks the store. Runs at unseal (it
-    /// needs the keyring); a store already marked costs one read. Safe to interrupt: a moved
-    /// entry is not moved again.
-    pub(crate) fn token_layout_upgrade(&self) -> Result<usize> {
+    /// = hmac) to the present layout, in batches, then marks the store. Runs at unseal with
+    /// the keyring just opened, before the vault serves; a store already marked costs one
+    /// read. Safe to interrupt: a moved entry is not moved again.
+    pub(crate) fn token_layout_upgrade(&self, kr: &Keyring) -> Result<usize> {
         if self.store.get(LAYOUT)?.as_deref() == Some(LAYOUT_NOW) {
             return Ok(0);
         }
-        let kr = self.keyring()?;
-        let _excl = self.revoke_guard.write().unwrap_or_else(|p| p.into_inner());
+        // No token request runs meanwhile: the vault is not unsealed yet, and none was in
+        // flight from an earlier unseal (that one would have marked the store). So no token
+        // lock or guard is taken here (the state lock is held by the unseal).
         let mut moved = 0;
         let mut ops = Vec::new();
         for (k, v) in self.store.scan_prefix(ACC.as_bytes())? {
@@ -1582,7 +1583,7 @@ mod tests {
             );
         }
         // a second unseal moves nothing
-        assert_eq!(f.v.token_layout_upgrade().unwrap(), 0);
+        assert_eq!(f.v.token_layout_upgrade(&kr).unwrap(), 0);
         // revoking the old root token revokes the child created before the upgrade
         f.v.token_revoke(&olds[0].0).unwrap();
         assert!(f.v.authenticate(&olds[1].0, None).is_err());

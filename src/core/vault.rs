@@ -292,7 +292,6 @@ impl Vault {
     /// the threshold is reached, and then progress resets, without saying which share was bad.
     pub fn unseal(&self, share: Zeroizing<Vec<u8>>) -> Result<SealStatus> {
         let cfg = self.seal_config()?.ok_or(Error::NotInitialized)?;
-        let mut opened_now = false;
         {
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             match &mut *st {
@@ -316,13 +315,11 @@ impl Vault {
                         });
                         match opened {
                             Some((kr, root)) => {
-                                // Before anything can seal under it.
-                                self.raise_count_bound(&kr, &root)?;
+                                self.prepare_keyring(&kr, &root)?;
                                 *st = State::Unsealed {
                                     keyring: Arc::new(kr),
                                     root,
                                 };
-                                opened_now = true;
                                 tracing::info!("vault unsealed");
                             }
                             None => {
@@ -333,25 +330,23 @@ impl Vault {
                 }
             }
         }
-        if opened_now {
-            self.after_unseal()?;
-        }
         self.seal_status()
     }
 
-    /// Store upgrades that need the keyring. If one fails the vault seals again: it would
-    /// not serve correctly.
-    fn after_unseal(&self) -> Result<()> {
-        if let Err(e) = self.token_layout_upgrade() {
-            tracing::error!(error = %e, "upgrading the token store failed: sealing again");
-            self.seal();
+    /// What a keyring just opened needs before the vault counts as unsealed (so no request
+    /// sees the store half-way): a new bound of its encryption count, ahead of the stored
+    /// one it counts from, and the store upgrades that need the keyring. If either fails,
+    /// the vault stays sealed and the unseal can be tried again.
+    fn prepare_keyring(&self, kr: &Keyring, root: &Key) -> Result<()> {
+        self.raise_count_bound(kr, root)?;
+        if let Err(e) = self.token_layout_upgrade(kr) {
+            tracing::error!(error = %e, "upgrading the token store failed: the vault stays sealed");
             return Err(e);
         }
         Ok(())
     }
 
-    /// A keyring just opened counts from its stored bound: store a new bound ahead of it
-    /// before the keyring is used, so the count never falls behind what was sealed.
+    /// Stores `kr` with its count's bound `COUNT_RESERVE` ahead of the live count, durably.
     fn raise_count_bound(&self, kr: &Keyring, root: &Key) -> Result<()> {
         let (env, bound) = kr.to_envelope(root);
         self.store.put(KEYRING, &env)?;
@@ -396,14 +391,12 @@ impl Vault {
         let kr = self.open_keyring(&root)?.ok_or_else(|| {
             Error::Internal("keyring does not open with the auto-unseal root key".into())
         })?;
-        // Before anything can seal under it.
-        self.raise_count_bound(&kr, &root)?;
+        self.prepare_keyring(&kr, &root)?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::Unsealed {
             keyring: Arc::new(kr),
             root,
         };
         tracing::info!("vault unsealed with the auto-unseal key");
-        self.after_unseal()?;
         Ok(true)
     }
 
@@ -441,10 +434,7 @@ impl Vault {
         let next = kr.rotated(self.clock.now());
         // Durable before it is used: a value written under term n+1 must never outlive the
         // keyring record that knows term n+1.
-        let (env, bound) = next.to_envelope(&root);
-        self.store.put(KEYRING, &env)?;
-        self.store.sync()?;
-        next.note_stored(bound);
+        self.raise_count_bound(&next, &root)?;
         let out = (next.active_term(), next.installed_at());
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if let State::Unsealed { keyring, .. } = &mut *st {
@@ -482,10 +472,7 @@ impl Vault {
         if used.saturating_add(super::keyring::COUNT_RESERVE / 2) < kr.stored_encryptions() {
             return Ok(KeyringUpkeep::Nothing);
         }
-        let (env, bound) = kr.to_envelope(&root);
-        self.store.put(KEYRING, &env)?;
-        self.store.sync()?;
-        kr.note_stored(bound);
+        self.raise_count_bound(&kr, &root)?;
         Ok(KeyringUpkeep::CountStored)
     }
 
